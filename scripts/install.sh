@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Creates (or refreshes) the project's virtual environment and installs Think2Seg into it,
+# editable, with every extra. Idempotent: a stamp records what was installed, so a warm
+# call returns at once. Usage: scripts/install.sh [VENV_DIR]   (default: .venv)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${1:-.venv}"
+PYTHON="${PYTHON:-python3}"
+# torch and torchvision must come as a matching pair (see ECOSYSTEM notes in README).
+TORCH_SPEC="${T2S_TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
+SAM2_SPEC="${T2S_SAM2_SPEC:-sam2==1.1.0}"
+
+stamp_of() { cat setup.cfg pyproject.toml scripts/install.sh | sha256sum | cut -c1-16; echo "$TORCH_SPEC $SAM2_SPEC"; }
+want="$(stamp_of)"
+if [ -f "$VENV/.t2s-install-stamp" ] && [ "$(cat "$VENV/.t2s-install-stamp")" = "$want" ] \
+   && [ -x "$VENV/bin/t2s" ]; then
+  exit 0
+fi
+
+"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Think2Seg needs Python >= 3.10; set PYTHON=/path/to/python3.10+")'
+echo "[install] virtual environment at $VENV (first run: a few minutes)" >&2
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+"${PIP[@]}" install --upgrade pip setuptools wheel
+# shellcheck disable=SC2086
+"${PIP[@]}" install $TORCH_SPEC
+# sam2's build imports torch, so it must see the torch installed above (no isolation),
+# and its optional CUDA extension is skipped: it only serves hole-filling post-processing.
+SAM2_BUILD_CUDA=0 "${PIP[@]}" install --no-build-isolation "$SAM2_SPEC"
+"${PIP[@]}" install -e ".[all]"
+echo "$want" > "$VENV/.t2s-install-stamp"
+echo "[install] done" >&2

@@ -1,0 +1,230 @@
+"""EarthReason loader (SPEC §7); also reads the synthetic set, which uses the same layout.
+
+```
+<root>/<split>/images/<id>.{jpg,jpeg,png}
+<root>/<split>/labels/<id>.png   single-channel, foreground = pixel > 0
+<root>/<split>/QAs/<id>.json     {"questions": [...], "answer": [...], ...}
+```
+``<id>`` is the file name up to its first ``.``. One mask per image, shared by its
+questions; an empty ``answer`` and an all-zero mask mean "no target".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from PIL import Image
+
+from ..errors import ConfigError, DatasetError
+from .sample import Sample
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+QUESTION_CHOICES = ("first", "random", "all")
+SPLITS = ("train", "val", "test")
+
+
+class DatasetWarning(UserWarning):
+    """Samples were skipped while loading a dataset."""
+
+
+def file_id(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def seeded_choice(n: int, seed: int, key: str) -> int:
+    """An index in [0, n) that depends only on (seed, key): stable across runs, platforms
+    and directory listing order (Python's hash() is salted per process, so not that)."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % n
+
+
+class EarthReasonDataset(Sequence[Sample]):
+    """The samples of one split, validated at construction.
+
+    Arguments:
+        root: dataset root holding ``train/ val/ test/``.
+        split: which split.
+        question: ``first`` (questions[0]), ``random`` (one per image, seeded per image id,
+            so independent of listing order) or ``all`` (one sample per question).
+        seed: seed of ``random``.
+        strict: a missing image, label or QA file, or an image/mask size mismatch, raises
+            :class:`DatasetError` naming the file; with ``strict=False`` the image is
+            skipped and one warning counts the skips.
+
+    Images with an empty ``questions`` list are always skipped with a warning.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "val",
+        question: str = "first",
+        seed: int = 0,
+        strict: bool = True,
+    ) -> None:
+        if question not in QUESTION_CHOICES:
+            raise ConfigError(f"question must be one of {', '.join(QUESTION_CHOICES)}, got {question!r}")
+        self.root = Path(root)
+        self.split = split
+        self.question = question
+        self.seed = seed
+        self.strict = strict
+        self.skipped: Counter[str] = Counter()
+        self.samples: list[Sample] = self._index()
+
+    # -- Sequence -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.samples[i]
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self.samples)
+
+    @property
+    def name(self) -> str:
+        return f"earthreason:{self.split}"
+
+    def image_ids(self) -> list[str]:
+        return sorted({s.image_id for s in self.samples})
+
+    # -- indexing -------------------------------------------------------------------------
+    def _index(self) -> list[Sample]:
+        if not self.root.is_dir():
+            raise DatasetError(f"dataset root {self.root} does not exist; pass --root DIR pointing at the folder holding train/ val/ test/")
+        base = self.root / self.split
+        dirs = {k: base / k for k in ("images", "labels", "QAs")}
+        for k, d in dirs.items():
+            if not d.is_dir():
+                raise DatasetError(f"missing folder {d}; an EarthReason split needs images/, labels/ and QAs/")
+        images: dict[str, Path] = {}
+        for p in sorted(dirs["images"].iterdir()):
+            if p.suffix.lower() not in IMAGE_EXTENSIONS or not p.is_file():
+                continue
+            i = file_id(p.name)
+            if i in images:
+                raise DatasetError(f"two images share the id {i!r}: {images[i]} and {p}; keep one")
+            images[i] = p
+        labels = {file_id(p.name): p for p in dirs["labels"].glob("*.png")}
+        qas = {file_id(p.name): p for p in dirs["QAs"].glob("*.json")}
+
+        samples: list[Sample] = []
+        notes: list[str] = []
+        for i in sorted(set(images) | set(labels) | set(qas)):
+            missing = [
+                str(path)
+                for path, present in (
+                    (dirs["images"] / f"{i}.<jpg|jpeg|png>", i in images),
+                    (dirs["labels"] / f"{i}.png", i in labels),
+                    (dirs["QAs"] / f"{i}.json", i in qas),
+                )
+                if not present
+            ]
+            if missing:
+                self._problem(f"missing file {missing[0]} for id {i!r}", "missing file", notes)
+                continue
+            qa = self._read_qa(qas[i])
+            questions = qa.get("questions") or []
+            if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
+                self._problem(f"{qas[i]}: 'questions' must be a list of strings", "bad QA file", notes)
+                continue
+            if not questions:
+                self.skipped["no questions"] += 1
+                notes.append(f"{qas[i]} has no questions")
+                continue
+            size = _image_size(images[i])
+            msize = _image_size(labels[i])
+            if size != msize:
+                self._problem(
+                    f"image {images[i]} is {size[0]}x{size[1]} but mask {labels[i]} is {msize[0]}x{msize[1]}; they must match",
+                    "size mismatch",
+                    notes,
+                )
+                continue
+            answers = qa.get("answer") or []
+            answers = tuple(a for a in answers if isinstance(a, str)) if isinstance(answers, list) else ()
+            if self.question == "all":
+                picks = list(range(len(questions)))
+            elif self.question == "random":
+                picks = [seeded_choice(len(questions), self.seed, i)]
+            else:
+                picks = [0]
+            for k in picks:
+                samples.append(
+                    Sample(
+                        sample_id=f"{i}#q{k}" if self.question == "all" else i,
+                        image_id=i,
+                        question=questions[k],
+                        image_path=images[i],
+                        mask_ref=labels[i],
+                        questions=tuple(questions),
+                        answers=answers,
+                        question_index=k,
+                        size=size,
+                    )
+                )
+        if self.skipped:
+            summary = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
+            warnings.warn(
+                f"{base}: skipped {sum(self.skipped.values())} image(s) ({summary}); first: {notes[0]}",
+                DatasetWarning,
+                stacklevel=3,
+            )
+        return samples
+
+    def _problem(self, message: str, kind: str, notes: list[str]) -> None:
+        if self.strict:
+            raise DatasetError(message + " (or load with strict=False to skip such images)")
+        self.skipped[kind] += 1
+        notes.append(message)
+
+    @staticmethod
+    def _read_qa(path: Path) -> dict:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"cannot read QA file {path}: {exc}; fix or remove it") from None
+        if not isinstance(data, dict):
+            raise DatasetError(f"QA file {path} must hold a JSON object with a 'questions' list")
+        return data
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the header only."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}; replace or remove the file") from None
+
+
+def check_dataset(dataset: Sequence[Sample]) -> dict:
+    """Read every image's mask and count what a user wants to know before a run."""
+    image_ids: dict[str, Sample] = {}
+    for s in dataset:
+        image_ids.setdefault(s.image_id, s)
+    empty = 0
+    widths, heights = [], []
+    for s in image_ids.values():
+        mask = s.load_mask()
+        w, h = s.size or (mask.shape[1], mask.shape[0])
+        if (mask.shape[1], mask.shape[0]) != (w, h):
+            raise DatasetError(f"mask {s.mask_ref} is {mask.shape[1]}x{mask.shape[0]} but image {s.image_path} is {w}x{h}")
+        empty += int(not mask.any())
+        widths.append(w)
+        heights.append(h)
+    n_questions = sum(len(s.questions) for s in image_ids.values())
+    return {
+        "images": len(image_ids),
+        "samples": len(dataset),
+        "questions": n_questions,
+        "empty_targets": empty,
+        "width_range": (min(widths), max(widths)) if widths else None,
+        "height_range": (min(heights), max(heights)) if heights else None,
+    }

@@ -1,0 +1,176 @@
+"""The Think2Seg Gymnasium environment."""
+
+from __future__ import annotations
+
+import string
+from typing import Any, Mapping, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from .datasets import Sample, make_dataset
+from .errors import ConfigError
+from .instructions import DEFAULT_VARIANT, PromptVariant, get_variant
+from .observation import DEFAULT_IMAGE_SIZE, FramedSample, load_framed, make_observation
+from .parser import MAX_COMPLETION_CHARS, ParserMode
+from .render import draw_overlay
+from .reward import RewardWeights
+from .scoring import Scorer, ScoreResult
+from .segmenters import Segmenter
+
+#: Characters of the Text spaces: printable ASCII (space, punctuation, newline, tab) plus
+#: the typographic punctuation and accents that appear in dataset questions.
+CHARSET = frozenset(string.printable) - {"\x0b", "\x0c"} | set("‘’“”–—…°×éèàüöäñç")
+MAX_QUESTION_LENGTH = 2048
+
+
+class Think2SegEnv(gym.Env):
+    """Reasoning segmentation as a one-step episode.
+
+    ## Description
+    The agent sees an aerial image and a question that does not name the target ("where
+    could ships be repaired?"). It answers with geometric prompts (boxes and points) in
+    the Think2Seg-RS answer format; a frozen segmenter turns them into a mask, which is
+    scored against the ground truth. This is the loop of Think2Seg-RS (arXiv 2512.19302)
+    with the reward lifted out of the trainer.
+
+    ## Action Space
+    ``Text(max_length=200000)``: a completion such as
+    ``<think>…</think><answer>```json[{"bbox_2d": [x1,y1,x2,y2], "positive_points": [[x,y],[x,y]]}]```</answer>``
+    in pixel coordinates of the observed image. ``step`` also accepts a structured action
+    (a ``GeometricPrompt``, a protocol dict, or a list of them), scored as its canonical
+    completion. Any string is scored; none raises.
+
+    ## Observation Space
+    ``Dict(image=Box(0, 255, (S, S, 3), uint8), question=Text(2048))`` with ``S =
+    image_size`` (840 by default: the image resized with LANCZOS, its mask with NEAREST).
+
+    ## Rewards
+    ``2·IoU + 1[answer parses in strict mode] + 1[<think>…</think><answer>…</answer>]``,
+    in [0, 4] (SPEC §4). On an empty ground truth the IoU term is 1 iff the answer is
+    ``[]``. ``reward_weights`` changes the weights; ``info["reward_components"]`` holds
+    the unweighted terms.
+
+    ## Starting State
+    ``reset`` draws a sample uniformly from the split with the env's RNG, or takes
+    ``options={"index": i}`` / ``options={"sample_id": s}``. Its info holds
+    ``sample_id`` and ``messages`` (system + user chat turns for an LVLM, per
+    ``prompt_variant``), plus ``gt_mask`` (S, S) bool when ``privileged=True``.
+
+    ## Episode End
+    Every episode is one step: ``terminated=True`` after the answer is scored. The step
+    info holds ``iou, intersection, union, json_ok, think_ok, parsed_ok, gt_empty,
+    pred_empty, prompts, reward_components, parse_error``.
+
+    ## Arguments
+    - ``dataset``: a sequence of :class:`Sample` (overrides ``dataset_spec``/``root``/``split``).
+    - ``dataset_spec``: ``synthetic`` or ``earthreason`` (any name of ``make_dataset``).
+    - ``root``, ``split``: where the data lives.
+    - ``segmenter``: ``"grabcut"``, ``"box"``, ``"sam2:small"`` … or a Segmenter instance.
+    - ``image_size``: protocol frame side (default 840).
+    - ``prompt_variant``: ``bbox+2pos`` (default), ``bbox``, ``2pos``, ``bbox+4pos``, ``bbox+2pos+2neg``.
+    - ``question``: ``first``, ``random`` (seeded per image) or ``all``.
+    - ``parser_mode``: ``strict`` (default, as in training) or ``lenient``.
+    - ``reward_weights``: mapping of ``iou``, ``json``, ``think`` weights.
+    - ``privileged``: put the GT mask in reset info (oracle agents).
+    - ``seed``: the seed of the first ``reset`` when it is given none.
+    - ``render_mode``: ``"rgb_array"`` or None.
+
+    Vector envs: ``SyncVectorEnv`` works as is. ``AsyncVectorEnv`` needs
+    ``shared_memory=False``: with shared memory gymnasium returns stale Text observations.
+
+    ## Version History
+    - v0: Think2Seg-RS protocol (840 square frame, upstream strings and reward).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+
+    def __init__(
+        self,
+        dataset: Sequence[Sample] | None = None,
+        *,
+        dataset_spec: str = "earthreason",
+        root: str | None = None,
+        split: str = "train",
+        segmenter: "Segmenter | str" = "grabcut",
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        prompt_variant: "str | PromptVariant" = DEFAULT_VARIANT,
+        question: str = "first",
+        parser_mode: ParserMode = "strict",
+        reward_weights: "RewardWeights | Mapping[str, float] | None" = None,
+        privileged: bool = False,
+        seed: int | None = None,
+        render_mode: str | None = None,
+        strict: bool = True,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ConfigError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if not isinstance(image_size, int) or image_size < 16:
+            raise ConfigError(f"image_size must be an integer >= 16, got {image_size!r}")
+        self.dataset = dataset if dataset is not None else make_dataset(
+            f"{dataset_spec}:{split}", root=root, question=question, seed=seed or 0, strict=strict
+        )
+        if len(self.dataset) == 0:
+            raise ConfigError(f"dataset {dataset_spec}:{split} has no samples")
+        self.variant = get_variant(prompt_variant)
+        self.image_size = image_size
+        self.privileged = privileged
+        self.render_mode = render_mode
+        self._first_seed = seed
+        self.scorer = Scorer(segmenter, self.variant, parser_mode, reward_weights, keep_masks=render_mode is not None)
+        self.observation_space = spaces.Dict(
+            {
+                "image": spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
+                "question": spaces.Text(MAX_QUESTION_LENGTH, min_length=0, charset=CHARSET),
+            }
+        )
+        self.action_space = spaces.Text(MAX_COMPLETION_CHARS, min_length=0, charset=CHARSET)
+        self._framed: FramedSample | None = None
+        self._obs: dict[str, Any] | None = None
+        self._result: ScoreResult | None = None
+        self._index = {s.sample_id: i for i, s in enumerate(self.dataset)}
+
+    @property
+    def segmenter(self) -> Segmenter:
+        return self.scorer.segmenter
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is None and self._first_seed is not None:
+            seed, self._first_seed = self._first_seed, None
+        super().reset(seed=seed)
+        options = options or {}
+        if "sample_id" in options:
+            if options["sample_id"] not in self._index:
+                raise ConfigError(f"unknown sample_id {options['sample_id']!r}")
+            index = self._index[options["sample_id"]]
+        elif "index" in options:
+            index = int(options["index"])
+            if not 0 <= index < len(self.dataset):
+                raise ConfigError(f"index {index} is outside 0..{len(self.dataset) - 1}")
+        else:
+            index = int(self.np_random.integers(len(self.dataset)))
+        self._framed = load_framed(self.dataset[index], self.image_size)
+        self._obs, info = make_observation(self._framed, self.variant, self.privileged)
+        self._result = None
+        return self._obs, info
+
+    def step(self, action: Any):
+        if self._framed is None or self._result is not None:
+            raise RuntimeError("Think2SegEnv episodes last one step: call reset() before step()")
+        self._result = self.scorer.score(self._framed.image, self._framed.gt_mask, [action])[0]
+        info = self._result.info()
+        info["sample_id"] = self._framed.sample.sample_id
+        return self._obs, self._result.reward, True, False, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array" or self._framed is None:
+            return None
+        r = self._result
+        return draw_overlay(
+            self._framed.image,
+            pred_mask=r.mask if r is not None else None,
+            gt_mask=self._framed.gt_mask,
+            prompts=r.prompts if r is not None else (),
+            caption=None if r is None else f"IoU {r.iou:.3f}  reward {r.reward:.2f}",
+        )

@@ -1,0 +1,120 @@
+"""The prompt protocol: the exact upstream instruction strings and their ablation variants.
+
+Released Think2Seg-RS checkpoints were trained on these strings byte for byte (SPEC §2),
+so the default variant must not change. Each :class:`PromptVariant` also carries the
+counts the parser expects, so nothing downstream hard-codes "two points".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from .errors import ConfigError
+from .prompt import GeometricPrompt
+
+SYSTEM_PROMPT = (
+    "You are a remote sensing analysis assistant. Your task is to generate spatial prompts "
+    "for the Segment Anything Model (SAM) based on a user's request."
+)
+
+_HEAD = 'Please find "{Question}", identify the target. For each target instance, provide'
+# Note the trailing space after "</think>" on the example line: it is in upstream's string.
+_TAIL = (
+    "Output your thinking process in <think> </think> tags.\n"
+    "Output the final answer in <answer> </answer> tags with the specified JSON format. "
+    "If no targets are found, output an empty list.\n"
+    "i.e. <think> thinking process here </think> \n"
+    "<answer>```json{example}```</answer>"
+)
+
+_BOX_LINE = "1.  `bbox_2d`: A tight bounding box."
+_NEG_LINE = (
+    "3.  `negative_points`: Exactly two points, placed outside the target's boundary to "
+    "separate it from the background."
+)
+
+
+@dataclass(frozen=True)
+class PromptVariant:
+    """One way of asking for prompts: what each instance must contain, and the wording."""
+
+    name: str
+    use_box: bool
+    n_positive: int
+    n_negative: int
+    body: str  # the lines between the "Please find" head and the output instructions
+    example: str  # the JSON list shown in the instruction
+
+    def user_text(self, question: str) -> str:
+        """The user turn's text with ``{Question}`` substituted (no other formatting)."""
+        return _HEAD.replace("{Question}", question) + self.body + "\n" + _TAIL.replace(
+            "{example}", self.example
+        )
+
+
+VARIANTS: dict[str, PromptVariant] = {
+    v.name: v
+    for v in (
+        PromptVariant(
+            "bbox+2pos", True, 2, 0,
+            ":\n" + _BOX_LINE + "\n2.  `positive_points`: Exactly two points, placed inside the target.",
+            '[{"bbox_2d": [310,360,567,586], "positive_points": [[434, 474], [450, 460]]}, '
+            '{"bbox_2d": [10,200,100,320], "positive_points": [[50, 250], [90, 300]]}]',
+        ),
+        PromptVariant(
+            "bbox", True, 0, 0,
+            " a tight bounding box.",
+            '[{"bbox_2d": [310,360,567,586]}, {"bbox_2d": [10,200,100,320]}]',
+        ),
+        PromptVariant(
+            "2pos", False, 2, 0,
+            " two positive points, placed inside the target.",
+            '[{"positive_points": [[434, 474], [450, 460]]}, {"positive_points": [[50, 250], [90, 300]]}]',
+        ),
+        PromptVariant(
+            "bbox+4pos", True, 4, 0,
+            ":\n" + _BOX_LINE + "\n2.  `positive_points`: Exactly four points, placed inside the target.",
+            '[{"bbox_2d": [310,360,567,586], "positive_points": [[434, 474], [450, 460], [500, 480], [520, 500]]}, '
+            '{"bbox_2d": [10,200,100,320], "positive_points": [[50, 250], [90, 300], [70, 280], [30, 240]]}]',
+        ),
+        PromptVariant(
+            "bbox+2pos+2neg", True, 2, 2,
+            ":\n" + _BOX_LINE + "\n2.  `positive_points`: Exactly two points, placed inside the target.\n" + _NEG_LINE,
+            '[{"bbox_2d": [310,360,567,586], "positive_points": [[434, 474], [450, 460]], "negative_points":[[320, 400], [500, 480]]}, '
+            '{"bbox_2d": [10,200,100,320], "positive_points": [[50, 250], [90, 300]], "negative_points":[[20, 240], [30, 250]]}]',
+        ),
+    )
+}
+DEFAULT_VARIANT = "bbox+2pos"
+
+
+def get_variant(variant: str | PromptVariant) -> PromptVariant:
+    if isinstance(variant, PromptVariant):
+        return variant
+    try:
+        return VARIANTS[variant]
+    except KeyError:
+        raise ConfigError(
+            f"unknown prompt_variant {variant!r}; choose one of: {', '.join(VARIANTS)}"
+        ) from None
+
+
+def build_messages(question: str, variant: str | PromptVariant = DEFAULT_VARIANT) -> list[dict[str, Any]]:
+    """Chat messages for an LVLM: a system turn, then a user turn with the image first.
+
+    The image appears as the placeholder ``{"type": "image"}``; the caller supplies the
+    pixels (the observation's 840×840 image) to its processor.
+    """
+    v = get_variant(variant)
+    return [
+        {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": v.user_text(question)}]},
+    ]
+
+
+def format_completion(prompts: Sequence[GeometricPrompt], think: str = "") -> str:
+    """A completion in the protocol's answer format that the strict parser accepts."""
+    body = json.dumps([p.to_dict() for p in prompts])
+    return f"<think> {think} </think>\n<answer>```json{body}```</answer>"

@@ -1,0 +1,162 @@
+"""`GeometricPrompt`: the boxes and points an agent hands to the segmenter.
+
+Coordinate convention (used everywhere in Think2Seg): absolute pixel coordinates in the
+image the agent saw, continuous, origin at the top-left corner of the top-left pixel.
+A box is ``[x1, y1, x2, y2]`` with ``x2, y2`` the right and bottom *edges*, so pixel
+column ``c`` (centre ``c + 0.5``) lies inside when ``x1 <= c + 0.5 <= x2``: an integer box
+covers columns ``x1 … x2-1``, and the tight box of a mask component spanning columns
+``a … b`` is ``[a, ·, b+1, ·]``. A point ``[x, y]`` is a position in the same frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class GeometricPrompt:
+    """The prompt for one target instance: an optional box plus positive/negative points."""
+
+    box: Box | None = None
+    positive_points: tuple[Point, ...] = field(default_factory=tuple)
+    negative_points: tuple[Point, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        # Normalise containers so that equal prompts compare and hash equal.
+        if self.box is not None:
+            object.__setattr__(self, "box", tuple(float(v) for v in self.box))
+        object.__setattr__(
+            self, "positive_points", tuple((float(x), float(y)) for x, y in self.positive_points)
+        )
+        object.__setattr__(
+            self, "negative_points", tuple((float(x), float(y)) for x, y in self.negative_points)
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        return self.box is None and not self.positive_points and not self.negative_points
+
+    @property
+    def signature(self) -> tuple[bool, int, int]:
+        """(has box, #positive, #negative): prompts with equal signatures batch together."""
+        return (self.box is not None, len(self.positive_points), len(self.negative_points))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The protocol's JSON object (``bbox_2d``, ``positive_points``, ``negative_points``)."""
+        out: dict[str, Any] = {}
+        if self.box is not None:
+            out["bbox_2d"] = [_compact(v) for v in self.box]
+        if self.positive_points:
+            out["positive_points"] = [[_compact(x), _compact(y)] for x, y in self.positive_points]
+        if self.negative_points:
+            out["negative_points"] = [[_compact(x), _compact(y)] for x, y in self.negative_points]
+        return out
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> "GeometricPrompt":
+        """Inverse of :meth:`to_dict`; also accepts ``box`` as an alias of ``bbox_2d``."""
+        box = obj.get("bbox_2d", obj.get("box"))
+        return cls(
+            box=tuple(box) if box is not None else None,
+            positive_points=tuple(tuple(p) for p in obj.get("positive_points") or ()),
+            negative_points=tuple(tuple(p) for p in obj.get("negative_points") or ()),
+        )
+
+    def clipped(self, width: int, height: int) -> "GeometricPrompt":
+        """Coordinates clipped into the image; a box with x1 > x2 (or y1 > y2) is reordered."""
+        box = None
+        if self.box is not None:
+            x1, y1, x2, y2 = self.box
+            x1, x2 = sorted((x1, x2))
+            y1, y2 = sorted((y1, y2))
+            box = (_clip(x1, width), _clip(y1, height), _clip(x2, width), _clip(y2, height))
+        return GeometricPrompt(
+            box=box,
+            positive_points=tuple((_clip(x, width), _clip(y, height)) for x, y in self.positive_points),
+            negative_points=tuple((_clip(x, width), _clip(y, height)) for x, y in self.negative_points),
+        )
+
+    def scaled(self, sx: float, sy: float) -> "GeometricPrompt":
+        """Coordinates multiplied by (sx, sy): maps prompts between image resolutions."""
+        box = None
+        if self.box is not None:
+            x1, y1, x2, y2 = self.box
+            box = (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+        return GeometricPrompt(
+            box=box,
+            positive_points=tuple((x * sx, y * sy) for x, y in self.positive_points),
+            negative_points=tuple((x * sx, y * sy) for x, y in self.negative_points),
+        )
+
+
+def _clip(v: float, hi: int) -> float:
+    return min(max(v, 0.0), float(hi))
+
+
+def _compact(v: float) -> int | float:
+    """Integers print as integers (the protocol's examples do), other values as floats."""
+    return int(v) if float(v).is_integer() else round(float(v), 2)
+
+
+def box_area(box: Sequence[float]) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def box_iou_matrix(boxes: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of (N, 4) xyxy boxes -> (N, N); 0 where the union is empty."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x1 = np.maximum(b[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(b[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(b[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(b[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    union = area[:, None] + area[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def deduplicate(prompts: Sequence[GeometricPrompt], iou_threshold: float = 0.5) -> list[GeometricPrompt]:
+    """Upstream's duplicate-box removal (NMS without scores).
+
+    Boxed instances are ranked by area, largest first (ties keep answer order); a box whose
+    IoU with an already kept box exceeds ``iou_threshold`` is dropped. Instances without a
+    box are always kept. The surviving instances keep their original order.
+    """
+    boxed = [i for i, p in enumerate(prompts) if p.box is not None]
+    if len(boxed) <= 1:
+        return list(prompts)
+    order = sorted(boxed, key=lambda i: -box_area(prompts[i].box))  # sorted() is stable
+    iou = box_iou_matrix(np.array([prompts[i].box for i in order]))
+    removed: set[int] = set()
+    for a in range(len(order)):
+        if a in removed:
+            continue
+        for b in range(a + 1, len(order)):
+            if b not in removed and iou[a, b] > iou_threshold:
+                removed.add(b)
+    dropped = {order[k] for k in removed}
+    return [p for i, p in enumerate(prompts) if i not in dropped]
+
+
+def is_finite_number(v: Any) -> bool:
+    """A JSON number usable as a coordinate (bools are not numbers here)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def prompts_from_any(action: Any) -> list[GeometricPrompt]:
+    """Structured actions: a GeometricPrompt, a dict, or an iterable of either."""
+    if isinstance(action, GeometricPrompt):
+        return [action]
+    if isinstance(action, dict):
+        return [GeometricPrompt.from_dict(action)]
+    if isinstance(action, Iterable):
+        return [a if isinstance(a, GeometricPrompt) else GeometricPrompt.from_dict(a) for a in action]
+    raise TypeError(f"cannot turn {type(action).__name__} into geometric prompts")

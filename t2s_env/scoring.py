@@ -1,0 +1,273 @@
+"""Scoring completions: parse, segment, IoU and reward, with the image encoded once.
+
+:class:`Scorer` is the one code path behind ``env.step``, the benchmark harness and the
+GRPO reward functions. Given one image and many completions (a GRPO group), it encodes
+the image once and decodes every prompt set in batched calls; given many images, it
+encodes them in batches. Upstream re-encoded the image for every completion (G× the
+encoder work). IoU is computed on the segmenter's device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .instructions import DEFAULT_VARIANT, PromptVariant, format_completion, get_variant
+from .metrics import intersection_union
+from .parser import DEFAULT_MAX_INSTANCES, ParsedAnswer, ParserMode, parse_completion
+from .prompt import GeometricPrompt, prompts_from_any
+from .reward import COMPONENTS, RewardWeights, reward_components, total_reward
+from .segmenters import Segmenter, make_segmenter
+
+
+@dataclass
+class ScoreResult:
+    """Everything known about one scored completion.
+
+    ``iou`` is the reward's mask term (SPEC §4, upstream's empty-GT rule);
+    ``intersection``/``union`` are pixel counts in the protocol frame; ``parsed_ok`` is the
+    parse under the scorer's mode, ``json_ok`` the strict parse that earns the JSON point;
+    ``mask`` is the (H, W) bool prediction when the scorer keeps masks.
+    """
+
+    iou: float
+    intersection: int
+    union: int
+    json_ok: bool
+    think_ok: bool
+    parsed_ok: bool
+    answer_empty: bool
+    gt_empty: bool
+    pred_empty: bool
+    prompts: list[dict[str, Any]]
+    reward: float
+    reward_components: dict[str, float]
+    error: str | None = None
+    mask: np.ndarray | None = field(default=None, repr=False)
+
+    def info(self) -> dict[str, Any]:
+        """The env's step info."""
+        return {
+            "iou": self.iou,
+            "intersection": self.intersection,
+            "union": self.union,
+            "json_ok": self.json_ok,
+            "think_ok": self.think_ok,
+            "parsed_ok": self.parsed_ok,
+            "gt_empty": self.gt_empty,
+            "pred_empty": self.pred_empty,
+            "prompts": self.prompts,
+            "reward_components": dict(self.reward_components),
+            "parse_error": self.error,
+        }
+
+
+def completion_text(completion: Any) -> str | Any:
+    """Plain text from a str, trl's ``[{"role": "assistant", "content": ...}]``, or a
+    structured action (GeometricPrompt / dict / list of them), which becomes a canonical
+    completion. Anything else is returned unchanged (and the parser rejects it)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[0], dict) and "content" in completion[0]:
+        content = completion[-1]["content"]
+        if isinstance(content, list):  # multimodal content parts
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return content
+    if isinstance(completion, (GeometricPrompt, dict)) or (
+        isinstance(completion, (list, tuple)) and all(isinstance(c, (GeometricPrompt, dict)) for c in completion)
+    ):
+        try:
+            return format_completion(prompts_from_any(completion))
+        except (TypeError, ValueError, KeyError):
+            return completion
+    return completion
+
+
+class Scorer:
+    """Parse → segment → IoU → reward for groups of completions.
+
+    Arguments:
+        segmenter: a :class:`Segmenter` or a spec (``"box"``, ``"grabcut"``, ``"sam2:small"``).
+        prompt_variant: which prompt protocol the completions answer.
+        parser_mode: ``strict`` (training) or ``lenient`` (evaluation) for the prompts that
+            are segmented; the JSON reward point always uses the strict parse.
+        reward_weights: weights of (iou, json, think); default (2, 1, 1).
+        keep_masks: return each predicted mask (for rendering).
+        encode_batch_size: images encoded per batched encoder call.
+    """
+
+    def __init__(
+        self,
+        segmenter: "Segmenter | str" = "box",
+        prompt_variant: "str | PromptVariant" = DEFAULT_VARIANT,
+        parser_mode: ParserMode = "strict",
+        reward_weights: "RewardWeights | Mapping[str, float] | None" = None,
+        keep_masks: bool = False,
+        max_instances: int = DEFAULT_MAX_INSTANCES,
+        encode_batch_size: int = 8,
+    ) -> None:
+        self.segmenter = make_segmenter(segmenter)
+        self.variant = get_variant(prompt_variant)
+        if parser_mode not in ("strict", "lenient"):
+            from .errors import ConfigError
+
+            raise ConfigError(f"parser_mode must be 'strict' or 'lenient', got {parser_mode!r}")
+        self.parser_mode = parser_mode
+        self.weights = RewardWeights.from_any(reward_weights)
+        self.keep_masks = keep_masks
+        self.max_instances = max_instances
+        self.encode_batch_size = max(1, int(encode_batch_size))
+
+    # -- parsing --------------------------------------------------------------------------
+    def parse(self, completion: Any, image_size: tuple[int, int] | None = None) -> tuple[ParsedAnswer, bool]:
+        """(answer under the scorer's mode, strict-parse flag for the JSON point)."""
+        text = completion_text(completion)
+        answer = parse_completion(text, self.variant, self.parser_mode, image_size, self.max_instances)
+        if self.parser_mode == "strict":
+            return answer, answer.ok
+        return answer, parse_completion(text, self.variant, "strict", image_size, self.max_instances).ok
+
+    # -- scoring --------------------------------------------------------------------------
+    def score(self, image: np.ndarray, gt_mask: np.ndarray, completions: Sequence[Any]) -> list[ScoreResult]:
+        """Score completions that all answer about one image (H, W, 3) with GT (H, W) bool."""
+        return self.score_many([(image, gt_mask, completions)])[0]
+
+    def score_many(
+        self, groups: Sequence[tuple[np.ndarray, np.ndarray, Sequence[Any]]]
+    ) -> list[list[ScoreResult]]:
+        """Score several groups ``(image, gt_mask, completions)``; images are encoded in
+        batches of ``encode_batch_size``, only when some completion needs a mask."""
+        parsed = []
+        for image, gt, completions in groups:
+            h, w = gt.shape
+            if image.shape[:2] != (h, w):
+                raise ValueError(f"image {image.shape[:2]} and mask {gt.shape} differ in size")
+            parsed.append([self.parse(c, (w, h)) for c in completions])
+        need = [g for g, answers in enumerate(parsed) if any(a.ok and a.prompts for a, _ in answers)]
+        results: list[list[ScoreResult] | None] = [None] * len(groups)
+        for start in range(0, len(need), self.encode_batch_size):
+            chunk = need[start : start + self.encode_batch_size]
+            embeddings = self.segmenter.encode_batch([groups[g][0] for g in chunk])
+            for g, emb in zip(chunk, embeddings):
+                results[g] = self._finish(groups[g][1], parsed[g], emb)
+            del embeddings
+        for g in range(len(groups)):
+            if results[g] is None:
+                results[g] = self._finish(groups[g][1], parsed[g], None)
+        return results  # type: ignore[return-value]
+
+    def _finish(self, gt: np.ndarray, answers: list[tuple[ParsedAnswer, bool]], embedding: Any) -> list[ScoreResult]:
+        gt_empty = not bool(gt.any())
+        gt_area = int(np.count_nonzero(gt))
+        todo = [i for i, (a, _) in enumerate(answers) if a.ok and a.prompts]
+        inter = [0] * len(answers)
+        union = [gt_area] * len(answers)
+        pred_empty = [True] * len(answers)
+        masks: list[np.ndarray | None] = [None] * len(answers)
+        if todo:
+            pred = self.segmenter.decode(embedding, [answers[i][0].prompts for i in todo])
+            if tuple(pred.shape[-2:]) != gt.shape:
+                raise RuntimeError(f"segmenter returned masks of {tuple(pred.shape)} for a {gt.shape} image")
+            gt_t = torch.from_numpy(np.ascontiguousarray(gt)).to(pred.device)
+            i_t, u_t = intersection_union(pred, gt_t)
+            area = pred.flatten(1).any(1)
+            for j, i in enumerate(todo):
+                inter[i], union[i] = int(i_t[j]), int(u_t[j])
+                pred_empty[i] = not bool(area[j])
+            if self.keep_masks:
+                host = pred.cpu().numpy()
+                for j, i in enumerate(todo):
+                    masks[i] = host[j]
+        out = []
+        for i, (answer, json_ok) in enumerate(answers):
+            comps = reward_components(
+                answer.ok, answer.is_empty_answer, inter[i], union[i], gt_empty, json_ok, answer.think_ok
+            )
+            if self.keep_masks and masks[i] is None:
+                masks[i] = np.zeros_like(gt, dtype=bool)
+            out.append(
+                ScoreResult(
+                    iou=comps["iou"],
+                    intersection=inter[i],
+                    union=union[i],
+                    json_ok=json_ok,
+                    think_ok=answer.think_ok,
+                    parsed_ok=answer.ok,
+                    answer_empty=answer.is_empty_answer,
+                    gt_empty=gt_empty,
+                    pred_empty=pred_empty[i],
+                    prompts=[p.to_dict() for p in answer.prompts],
+                    reward=total_reward(comps, self.weights),
+                    reward_components=comps,
+                    error=answer.error,
+                    mask=masks[i],
+                )
+            )
+        return out
+
+
+# -- trl-compatible reward functions -----------------------------------------------------
+
+def _image_key(image: Any) -> str:
+    arr = np.asarray(image)
+    return hashlib.sha1(arr.tobytes() + str(arr.shape).encode()).hexdigest()
+
+
+def make_reward_functions(
+    scorer: Scorer,
+    gt_mask_lookup: Callable[[str], np.ndarray] | None = None,
+    on_scores: Callable[[list[ScoreResult], dict[str, Any]], None] | None = None,
+) -> list[Callable[..., list[float]]]:
+    """trl-style reward callables, one per component (``iou``, ``json``, ``think``), so
+    that trl logs each; pass ``scorer.weights.as_list()`` as trl's ``reward_weights``.
+
+    Each callable is ``f(prompts, completions, **columns) -> list[float]``. Columns used:
+    ``image`` (PIL or array, in the protocol frame), ``image_id`` (groups completions by
+    image; without it the pixels are hashed), and either ``gt_mask`` (arrays) or
+    ``sample_id`` resolved through ``gt_mask_lookup``. The ``iou`` callable groups the
+    completions by image, encodes each unique image once and decodes each group batched;
+    ``json`` and ``think`` only parse. ``on_scores(results, columns)`` sees every scored
+    batch (for logging IoU and parse failures).
+    """
+
+    def iou(prompts=None, completions=(), **columns: Any) -> list[float]:
+        images = columns.get("image") or columns.get("images")
+        if images is None:
+            raise KeyError("the iou reward needs an 'image' column (the protocol-frame image)")
+        images = [im[0] if isinstance(im, (list, tuple)) else im for im in images]
+        ids = columns.get("image_id") or [_image_key(im) for im in images]
+        if "gt_mask" in columns:
+            masks = [np.asarray(m, dtype=bool) for m in columns["gt_mask"]]
+        elif gt_mask_lookup is not None and "sample_id" in columns:
+            masks = [gt_mask_lookup(s) for s in columns["sample_id"]]
+        else:
+            raise KeyError("the iou reward needs a 'gt_mask' column, or a 'sample_id' column and gt_mask_lookup")
+        order: dict[Any, list[int]] = {}
+        for i, key in enumerate(ids):
+            order.setdefault(key, []).append(i)
+        groups = [
+            (np.asarray(images[idx[0]].convert("RGB") if hasattr(images[idx[0]], "convert") else images[idx[0]]),
+             masks[idx[0]], [completions[i] for i in idx])
+            for idx in order.values()
+        ]
+        scored = scorer.score_many(groups)
+        flat: list[ScoreResult | None] = [None] * len(completions)
+        for idx, res in zip(order.values(), scored):
+            for i, r in zip(idx, res):
+                flat[i] = r
+        if on_scores is not None:
+            on_scores(flat, columns)  # type: ignore[arg-type]
+        return [r.reward_components["iou"] for r in flat]  # type: ignore[union-attr]
+
+    def json_format(prompts=None, completions=(), **columns: Any) -> list[float]:
+        return [1.0 if scorer.parse(c)[1] else 0.0 for c in completions]
+
+    def think_format(prompts=None, completions=(), **columns: Any) -> list[float]:
+        return [1.0 if scorer.parse(c)[0].think_ok else 0.0 for c in completions]
+
+    iou.__name__, json_format.__name__, think_format.__name__ = (f"t2s_{c}" for c in COMPONENTS)
+    return [iou, json_format, think_format]

@@ -1,0 +1,65 @@
+"""The segmenter interface: encode an image once, decode many prompt sets, batched.
+
+A *prompt set* is the list of instances of one answer; its mask is the OR of the instance
+masks (upstream's rule). Every segmenter returns masks as a bool tensor on its own
+``device`` so that IoU can be computed there without a host round trip.
+
+Two verbs in the style of ``SAM2ImagePredictor`` sit on top: :meth:`set_image` keeps an
+embedding, :meth:`predict` decodes prompt sets against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..prompt import GeometricPrompt
+
+PromptSet = Sequence[GeometricPrompt]
+
+
+class Segmenter:
+    """Base of all segmenters. Subclasses implement :meth:`encode_batch` and :meth:`decode`.
+
+    Shapes: an image is (H, W, 3) uint8 RGB; ``decode`` returns (K, H, W) torch.bool on
+    ``self.device`` for K prompt sets; an empty prompt set gives an all-False mask.
+    """
+
+    name: str = "segmenter"
+    device: torch.device = torch.device("cpu")
+
+    def encode_batch(self, images: Sequence[np.ndarray]) -> list[Any]:
+        """One opaque embedding per image (the expensive part for SAM2)."""
+        raise NotImplementedError
+
+    def decode(self, embedding: Any, prompt_sets: Sequence[PromptSet]) -> torch.Tensor:
+        """(K, H, W) bool masks, one per prompt set, for the image behind ``embedding``."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What a results file records about this segmenter (name, size, checkpoint, sha256)."""
+        return {"name": self.name}
+
+    # -- conveniences ---------------------------------------------------------------------
+    def encode(self, image: np.ndarray) -> Any:
+        return self.encode_batch([image])[0]
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Encode ``image`` (H, W, 3) uint8 and keep the embedding for :meth:`predict`."""
+        self._embedding = self.encode(image)
+
+    def predict(self, prompt_sets: Sequence[PromptSet]) -> np.ndarray:
+        """(K, H, W) bool numpy masks for the image given to :meth:`set_image`."""
+        if getattr(self, "_embedding", None) is None:
+            raise RuntimeError("call set_image(image) before predict(...)")
+        return self.decode(self._embedding, prompt_sets).cpu().numpy()
+
+    def segment(self, image: np.ndarray, prompts: PromptSet) -> np.ndarray:
+        """One image, one prompt set -> (H, W) bool numpy."""
+        return self.decode(self.encode(image), [prompts])[0].cpu().numpy()
+
+
+def empty_masks(k: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+    return torch.zeros((k, height, width), dtype=torch.bool, device=device)
