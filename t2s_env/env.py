@@ -161,7 +161,9 @@ class Think2SegEnv(gym.Env):
         self._result = self.scorer.score(self._framed.image, self._framed.gt_mask, [action])[0]
         info = self._result.info()
         info["sample_id"] = self._framed.sample.sample_id
-        return self._obs, self._result.reward, True, False, info
+        # A fresh observation: users keep what reset returned and may modify either.
+        obs = {"image": self._obs["image"].copy(), "question": self._obs["question"]}
+        return obs, self._result.reward, True, False, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array" or self._framed is None:

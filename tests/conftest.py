@@ -1,0 +1,31 @@
+"""Shared fixtures. Tests never touch the network or a model hub; data is written here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.datagen import write_rectangle_dataset
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """The embedded synthetic set is generated once per session into a private cache."""
+    cache = tmp_path_factory.mktemp("t2s-cache")
+    old = os.environ.get("T2S_CACHE_DIR")
+    os.environ["T2S_CACHE_DIR"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("T2S_CACHE_DIR", None)
+    else:
+        os.environ["T2S_CACHE_DIR"] = old
+
+
+@pytest.fixture
+def rect_root(tmp_path) -> Path:
+    """An EarthReason-layout dataset of rectangle masks (val split, 6 images, 1 empty)."""
+    root = tmp_path / "rects"
+    write_rectangle_dataset(root, split="val", n=6, n_empty=1, seed=0)
+    return root
