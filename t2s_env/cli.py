@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -39,21 +40,34 @@ def _data_synth(args: argparse.Namespace) -> int:
 
 def _data_check(args: argparse.Namespace) -> int:
     from .datasets import check_dataset, make_dataset
+    from .errors import DatasetError
 
-    splits = [args.split] if args.split else ["train", "val", "test"]
-    import os
-
-    if args.dataset == "earthreason" and args.split is None and args.root:
-        splits = [s for s in splits if os.path.isdir(os.path.join(args.root, s))] or splits
+    if args.root is not None and not os.path.isdir(args.root):
+        raise DatasetError(f"dataset root {args.root} does not exist; pass --root DIR pointing at the dataset folder")
+    if args.root is None and args.dataset != "synthetic":
+        raise DatasetError(f"dataset {args.dataset!r} needs --root DIR (see docs/datasets.md for its layout)")
+    explicit = args.split is not None
+    splits = [args.split] if explicit else ["train", "val", "test"]
+    checked = 0
     for split in splits:
-        ds = make_dataset(f"{args.dataset}:{split}", root=args.root, question="all", strict=not args.lenient)
+        try:
+            ds = make_dataset(f"{args.dataset}:{split}", root=args.root, question="all", strict=not args.lenient)
+        except DatasetError as exc:
+            # Without --split, a split that is absent is reported and the others checked.
+            if explicit:
+                raise
+            print(f"{args.dataset}:{split}  not checked: {exc}")
+            continue
         c = check_dataset(ds)
+        checked += 1
         wr, hr = c["width_range"], c["height_range"]
         size = f"{wr[0]}-{wr[1]} x {hr[0]}-{hr[1]} px" if wr else "-"
         print(
             f"{args.dataset}:{split}  images {c['images']}  questions {c['questions']}  "
             f"empty targets {c['empty_targets']}  sizes (w x h) {size}"
         )
+    if not checked:
+        raise DatasetError(f"no split of {args.dataset} could be read under {args.root}; see the messages above")
     return 0
 
 

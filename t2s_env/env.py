@@ -19,9 +19,10 @@ from .reward import RewardWeights
 from .scoring import Scorer, ScoreResult
 from .segmenters import Segmenter
 
-#: Characters of the Text spaces: printable ASCII (space, punctuation, newline, tab) plus
-#: the typographic punctuation and accents that appear in dataset questions.
-CHARSET = frozenset(string.printable) - {"\x0b", "\x0c"} | set("‘’“”–—…°×éèàüöäñç")
+#: Characters of the Text spaces: every printable character of the Basic Multilingual
+#: Plane (Latin, Greek, Cyrillic, CJK, punctuation …) plus newline and tab, so that any
+#: dataset question and any completion an LVLM writes lies in the space.
+CHARSET = frozenset(c for c in map(chr, range(0x20, 0xD800)) if c.isprintable()) | {"\n", "\t"}
 MAX_QUESTION_LENGTH = 2048
 
 

@@ -27,6 +27,8 @@ PARSER_MODES = ("strict", "lenient")
 
 #: Completions longer than this are not parsed (an LVLM stopped at 2048 tokens stays far below).
 MAX_COMPLETION_CHARS = 200_000
+#: Longer answers that are not valid JSON are failures rather than repaired.
+MAX_REPAIR_CHARS = 32_000
 #: At most this many instances are kept after de-duplication.
 DEFAULT_MAX_INSTANCES = 64
 
@@ -132,6 +134,10 @@ def _loads(s: str) -> Any:
     except (ValueError, RecursionError):
         pass
     # Same fallback as upstream: a maintained repair parser for near-JSON (quotes, commas).
+    # It costs ~70 µs per character, so very long answers are not repaired (a real answer
+    # of 2048 tokens is ~8k characters).
+    if len(s) > MAX_REPAIR_CHARS:
+        return None
     import json_repair
 
     try:
@@ -157,6 +163,8 @@ def _instance(inst: Any, v: PromptVariant, mode: str) -> tuple[GeometricPrompt |
     neg = _points(inst, "negative_points", v.n_negative, required=(mode == "strict"))
     if neg is None:
         return None, f"negative_points must be exactly {v.n_negative} [x, y] pairs"
+    if box is None and not pos:  # e.g. {"positive_points": null}: nothing to segment
+        return None, "needs bbox_2d or positive_points"
     return GeometricPrompt(box=box, positive_points=pos, negative_points=neg), None
 
 

@@ -134,15 +134,25 @@ def deduplicate(prompts: Sequence[GeometricPrompt], iou_threshold: float = 0.5) 
     if len(boxed) <= 1:
         return list(prompts)
     order = sorted(boxed, key=lambda i: -box_area(prompts[i].box))  # sorted() is stable
-    iou = box_iou_matrix(np.array([prompts[i].box for i in order]))
-    removed: set[int] = set()
+    b = np.array([prompts[i].box for i in order], dtype=np.float64)
+    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    # Greedy suppression one kept box at a time: O(N) memory (a full N×N IoU matrix of a
+    # degenerate answer with thousands of boxes would take gigabytes).
+    alive = np.ones(len(order), dtype=bool)
     for a in range(len(order)):
-        if a in removed:
+        if not alive[a]:
             continue
-        for b in range(a + 1, len(order)):
-            if b not in removed and iou[a, b] > iou_threshold:
-                removed.add(b)
-    dropped = {order[k] for k in removed}
+        rest = np.flatnonzero(alive[a + 1 :]) + a + 1
+        if rest.size == 0:
+            break
+        w = np.clip(np.minimum(b[a, 2], b[rest, 2]) - np.maximum(b[a, 0], b[rest, 0]), 0, None)
+        h = np.clip(np.minimum(b[a, 3], b[rest, 3]) - np.maximum(b[a, 1], b[rest, 1]), 0, None)
+        inter = w * h
+        union = area[a] + area[rest] - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+        alive[rest[iou > iou_threshold]] = False
+    dropped = {order[k] for k in np.flatnonzero(~alive)}
     return [p for i, p in enumerate(prompts) if i not in dropped]
 
 

@@ -32,7 +32,7 @@ def _referring(name):
         from . import referring
 
         if root is None:
-            raise DatasetError(f"dataset {name!r} needs --root DIR; see the README's 'Real datasets' section")
+            raise DatasetError(f"dataset {name!r} needs --root DIR; see docs/datasets.md for the expected layout")
         return referring.LOADERS[name](root, split, **kw)
 
     return load

@@ -206,22 +206,28 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 def check_dataset(dataset: Sequence[Sample]) -> dict:
     """Read every image's mask and count what a user wants to know before a run."""
-    image_ids: dict[str, Sample] = {}
+    # One entry per distinct mask: EarthReason shares one mask per image, while RRSIS-D
+    # refs on the same image each have their own.
+    targets: dict[tuple[str, str], Sample] = {}
     for s in dataset:
-        image_ids.setdefault(s.image_id, s)
+        targets.setdefault((s.image_id, str(s.mask_ref)), s)
     empty = 0
     widths, heights = [], []
-    for s in image_ids.values():
+    seen_images: set[str] = set()
+    for s in targets.values():
         mask = s.load_mask()
         w, h = s.size or (mask.shape[1], mask.shape[0])
         if (mask.shape[1], mask.shape[0]) != (w, h):
             raise DatasetError(f"mask {s.mask_ref} is {mask.shape[1]}x{mask.shape[0]} but image {s.image_path} is {w}x{h}")
         empty += int(not mask.any())
-        widths.append(w)
-        heights.append(h)
-    n_questions = sum(len(s.questions) for s in image_ids.values())
+        if s.image_id not in seen_images:
+            seen_images.add(s.image_id)
+            widths.append(w)
+            heights.append(h)
+    n_questions = sum(len(s.questions) for s in targets.values())
     return {
-        "images": len(image_ids),
+        "images": len(seen_images),
+        "targets": len(targets),
         "samples": len(dataset),
         "questions": n_questions,
         "empty_targets": empty,
