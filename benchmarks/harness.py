@@ -1,0 +1,650 @@
+"""``t2s bench``: run agents on datasets, score them, record the results.
+
+    t2s bench                                   # the main job: every baseline and oracle on
+                                                # synthetic:val with grabcut, then the leaderboard
+    t2s bench --dataset earthreason:test --root DATA --agents oracle-box,center-box:0.3
+    t2s bench --out results --resume RUN_ID     # finish a run that was killed
+
+One run per (agent, dataset). The agents of one dataset advance together, batch by batch:
+each image is loaded once, every agent answers it (``act_batch``), and all their answers
+are scored in one :class:`t2s_env.Scorer` call, so the segmenter encodes each image once
+for all agents. Each run appends its records to ``samples.jsonl`` after every batch and is
+finalised (metrics.json, TensorBoard, one database transaction) after its last sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import importlib.metadata
+import inspect
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import yaml
+
+from t2s_env import (
+    ConfigError,
+    MetricProtocol,
+    Scorer,
+    T2SError,
+    get_protocol,
+    get_variant,
+    load_framed,
+    make_dataset,
+    make_observation,
+    make_segmenter,
+    summarize_records,
+)
+from t2s_env.datasets import parse_dataset_spec
+from t2s_env.metrics import PROTOCOLS, per_sample_iou
+from t2s_env.scoring import ScoreResult, completion_text
+from t2s_env.segmenters import SEGMENTERS, Segmenter
+
+import agents as agent_registry
+from agents import Agent
+
+from . import tensorboard_log
+from .results_store import ResultsStore, RunRow
+from .rundir import RunDir
+
+DEFAULT_DATASET = "synthetic:val"
+DEFAULT_OUT = "results"
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_TB_SAMPLES = 16
+#: the first failures of a run are reported on stderr; the rest only in samples.jsonl
+MAX_REPORTED_FAILURES = 3
+
+
+# -- configuration ------------------------------------------------------------------------
+
+def default_segmenter(dataset: str) -> str:
+    """Weightless GrabCut for the synthetic set, SAM2.1 small (the paper's) otherwise."""
+    return "grabcut" if parse_dataset_spec(dataset)[0] == "synthetic" else "sam2:small"
+
+
+def check_segmenter_name(spec: str) -> None:
+    if str(spec).partition(":")[0] not in SEGMENTERS:
+        raise ConfigError(f"unknown segmenter {spec!r}; valid: {', '.join(SEGMENTERS)} (sam2 as sam2:<size>)")
+
+
+def split_list(values: Sequence[str] | None) -> list[str]:
+    """Repeated and comma-separated option values, in order, without duplicates."""
+    out: list[str] = []
+    for v in values or ():
+        for item in str(v).split(","):
+            item = item.strip()
+            if item and item not in out:
+                out.append(item)
+    return out
+
+
+def agent_specs_from_yaml(path: str) -> list[Any]:
+    """Agent specs from YAML: a list (or ``{agents: [...]}``) of ``name[:arg]`` strings or
+    mappings ``{name: ..., option: value}``."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read agent config {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"agent config {path} is not valid YAML: {exc}") from None
+    if isinstance(data, dict) and "agents" in data:
+        data = data["agents"]
+    if isinstance(data, (str, dict)):
+        data = [data]
+    if not isinstance(data, list) or not all(isinstance(a, (str, dict)) and (isinstance(a, str) or "name" in a) for a in data):
+        raise ConfigError(f"agent config {path} must list agents as 'name[:arg]' or {{name: ..., options...}}")
+    return data
+
+
+def _agent_name(spec: Any) -> str:
+    return str(spec["name"] if isinstance(spec, Mapping) else spec).partition(":")[0]
+
+
+def build_agent(spec: Any, prompt_variant: str) -> tuple[Agent, dict[str, Any]]:
+    """The agent for a spec, with the run's prompt variant when the agent takes one and
+    the spec does not set it. Returns the agent and the recipe that rebuilds it."""
+    options: dict[str, Any] = {}
+    try:
+        cls = agent_registry.agent_class(_agent_name(spec))
+    except ImportError as exc:  # e.g. qwen without transformers
+        raise ConfigError(f"agent {_agent_name(spec)!r} is not available here: {exc}") from None
+    params = inspect.signature(cls.__init__).parameters
+    given = spec if isinstance(spec, Mapping) else {}
+    if "prompt_variant" in params and "prompt_variant" not in given:
+        options["prompt_variant"] = prompt_variant
+    agent = agent_registry.make_agent(dict(spec) if isinstance(spec, Mapping) else spec, **options)
+    return agent, {"spec": dict(spec) if isinstance(spec, Mapping) else str(spec), "options": options}
+
+
+def rebuild_agent(recipe: Mapping[str, Any]) -> Agent:
+    return agent_registry.make_agent(recipe["spec"], **dict(recipe.get("options") or {}))
+
+
+def slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^A-Za-z0-9.+_-]+", "-", text).strip("-")[:limit] or "x"
+
+
+def new_run_id(agent_label: str, dataset: str) -> str:
+    """``<UTC timestamp>-<agent>-<dataset>-<6 hex>``: readable, sortable, unique."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    token = hashlib.sha256(f"{agent_label}|{dataset}|{time.time_ns()}|".encode() + os.urandom(8)).hexdigest()[:6]
+    return f"{stamp}-{slug(agent_label)}-{slug(dataset)}-{token}"
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("think2seg", "torch", "numpy", "opencv-python-headless", "pillow", "gymnasium",
+                 "json-repair", "sam2", "transformers", "trl"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_state() -> dict[str, Any]:
+    """Commit and dirtiness of the source tree the harness runs from (None outside git)."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return {"commit": None}
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here,
+                               capture_output=True, text=True, timeout=10)
+        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# -- one run ------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """A (agent, dataset) run in progress."""
+
+    run_id: str
+    agent: Agent
+    rundir: RunDir
+    config: dict[str, Any]
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tiles: dict[int, np.ndarray] = field(default_factory=dict)
+    failures: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.config["agent"]["label"]
+
+
+@dataclass
+class Job:
+    """Every run on one dataset, sharing its samples, segmenter and protocol."""
+
+    dataset: str
+    root: str | None
+    segmenter_spec: str
+    segmenter: Segmenter
+    protocol: MetricProtocol
+    prompt_variant: str
+    samples: list[Any]
+    runs: list[Run]
+    batch_size: int
+    tb_samples: int
+    tensorboard: bool
+
+
+def run_config(
+    run_id: str,
+    agent: Agent,
+    recipe: Mapping[str, Any],
+    dataset: str,
+    root: str | None,
+    n_samples: int,
+    limit: int | None,
+    seed: int,
+    segmenter_spec: str,
+    segmenter_options: Mapping[str, Any],
+    segmenter: Segmenter,
+    protocol: MetricProtocol,
+    prompt_variant: str,
+    argv: Sequence[str],
+) -> dict[str, Any]:
+    """Everything run.yaml records; ``--resume`` rebuilds the run from it."""
+    return {
+        "run_id": run_id,
+        "status": "running",
+        "created_at": _now(),
+        "finished_at": None,
+        "dataset": dataset,
+        "root": root,
+        "n_samples": n_samples,
+        "limit": limit,
+        "seed": seed,
+        "prompt_variant": prompt_variant,
+        "parser_mode": "lenient",
+        "protocol": protocol.to_dict(),
+        "segmenter": {"spec": segmenter_spec, "options": dict(segmenter_options), **segmenter.describe()},
+        "agent": {"label": agent.label, "privileged": bool(agent.privileged), "config": agent.config(), **recipe},
+        "versions": package_versions(),
+        "git": git_state(),
+        "command": ["t2s", "bench", *argv],
+    }
+
+
+# -- acting and scoring -------------------------------------------------------------------
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _as_text(completion: Any) -> str:
+    text = completion_text(completion)
+    if not isinstance(text, str):
+        raise TypeError(f"the agent returned {type(completion).__name__}, not a completion string")
+    return text
+
+
+def act(agent: Agent, observations: list[dict], infos: list[dict]) -> list[tuple[str | None, str | None]]:
+    """(completion, error) per sample. ``act_batch`` first; if it raises (or answers the
+    wrong number of samples), each sample is retried with ``act`` so that only the
+    raising sample fails. KeyboardInterrupt and SystemExit pass through."""
+    try:
+        answers = agent.act_batch(observations, infos)
+        if not isinstance(answers, (list, tuple)) or len(answers) != len(observations):
+            raise ValueError(f"act_batch returned {len(answers) if hasattr(answers, '__len__') else answers!r} answers for {len(observations)} samples")
+        return [(_as_text(a), None) for a in answers]
+    except Exception:  # noqa: BLE001 - an agent's bug must not end the run
+        pass
+    out: list[tuple[str | None, str | None]] = []
+    for obs, info in zip(observations, infos):
+        try:
+            out.append((_as_text(agent.act(obs, info)), None))
+        except Exception as exc:  # noqa: BLE001
+            out.append((None, _error_text(exc)))
+    return out
+
+
+def make_record(sample: Any, completion: str | None, error: str | None, result: ScoreResult,
+                protocol: MetricProtocol) -> dict[str, Any]:
+    """One samples.jsonl line. ``iou`` is the metric IoU under the run's protocol."""
+    iou, _ = per_sample_iou([result.intersection], [result.union], [result.gt_empty], [result.pred_empty],
+                            [result.parsed_ok], protocol.empty_rule)
+    return {
+        "sample_id": sample.sample_id,
+        "image_id": sample.image_id,
+        "question": sample.question,
+        "completion": completion,
+        "parsed_ok": bool(result.parsed_ok),
+        "iou": float(iou[0]),
+        "intersection": int(result.intersection),
+        "union": int(result.union),
+        "gt_empty": bool(result.gt_empty),
+        "pred_empty": bool(result.pred_empty),
+        "reward": float(result.reward),
+        "reward_components": {k: float(v) for k, v in result.reward_components.items()},
+        "json_ok": bool(result.json_ok),
+        "think_ok": bool(result.think_ok),
+        "prompts": result.prompts,
+        "parse_error": result.error,
+        "error": error,
+    }
+
+
+def _observation(framed: Any, job: Job, agent: Agent) -> tuple[dict, dict]:
+    """What the env gives the agent, with private copies of the arrays: one agent must
+    not be able to alter the image (or GT) that the next agent sees or that is scored."""
+    obs, info = make_observation(framed, job.prompt_variant, privileged=agent.privileged)
+    obs["image"] = obs["image"].copy()
+    if "gt_mask" in info:
+        info["gt_mask"] = info["gt_mask"].copy()
+    return obs, info
+
+
+def _tile(framed: Any, record: Mapping[str, Any], result: ScoreResult) -> np.ndarray:
+    caption = f"{record['sample_id']}  IoU {record['iou']:.2f}"
+    return tensorboard_log.make_tile(framed.image, framed.gt_mask, result.mask, result.prompts, caption)
+
+
+def process_batch(job: Job, indices: list[int], scorers: tuple[Scorer, Scorer], progress: Any) -> None:
+    """Act and score one batch of samples for every run that still needs them."""
+    need = {id(run): [i for i in indices if job.samples[i].sample_id not in run.done] for run in job.runs}
+    todo = sorted({i for idx in need.values() for i in idx})
+    if not todo:
+        return
+    framed = {i: load_framed(job.samples[i], job.protocol.image_size) for i in todo}
+    answers: dict[tuple[int, int], tuple[str | None, str | None]] = {}
+    for run in job.runs:
+        idx = need[id(run)]
+        if not idx:
+            continue
+        pairs = [_observation(framed[i], job, run.agent) for i in idx]
+        got = act(run.agent, [p[0] for p in pairs], [p[1] for p in pairs])
+        for i, (completion, error) in zip(idx, got):
+            answers[(id(run), i)] = (completion, error)
+            if error is not None:
+                run.failures += 1
+                if run.failures <= MAX_REPORTED_FAILURES:
+                    progress.write(f"t2s bench: {run.label} raised on {job.samples[i].sample_id} ({error}); "
+                                   "recorded as a failure", file=sys.stderr)
+    # One group per image holding every run's answer: the image is encoded once for all.
+    order = [[run for run in job.runs if i in need[id(run)]] for i in todo]
+    groups = [
+        (framed[i].image, framed[i].gt_mask, [answers[(id(run), i)][0] or "" for run in runs])
+        for i, runs in zip(todo, order)
+    ]
+    render = any(i < job.tb_samples for i in todo) and job.tensorboard
+    results = (scorers[1] if render else scorers[0]).score_many(groups)
+    new: dict[int, list[dict[str, Any]]] = {}
+    for i, runs, res in zip(todo, order, results):
+        for run, result in zip(runs, res):
+            completion, error = answers[(id(run), i)]
+            record = make_record(job.samples[i], completion, error, result, job.protocol)
+            new.setdefault(id(run), []).append(record)
+            run.done[record["sample_id"]] = record
+            if render and i < job.tb_samples:
+                run.tiles[i] = _tile(framed[i], record, result)
+    for run in job.runs:
+        if id(run) in new:
+            run.rundir.append(new[id(run)])
+    progress.update(sum(len(v) for v in need.values()))
+
+
+def fill_missing_tiles(job: Job, run: Run, scorer: Scorer) -> None:
+    """Tiles of samples scored before a resume: re-score their recorded completions."""
+    want = [i for i in range(min(job.tb_samples, len(job.samples))) if i not in run.tiles]
+    if not want:
+        return
+    framed = {i: load_framed(job.samples[i], job.protocol.image_size) for i in want}
+    records = [run.done[job.samples[i].sample_id] for i in want]
+    results = scorer.score_many([(framed[i].image, framed[i].gt_mask, [r["completion"] or ""]) for i, r in zip(want, records)])
+    for i, r, res in zip(want, records, results):
+        run.tiles[i] = _tile(framed[i], r, res[0])
+
+
+def segmenter_label(job: Job) -> str:
+    """The leaderboard's segmenter name: the spec, marked when its weights are random (a
+    smoke test, not a result)."""
+    return job.segmenter_spec + (" (random weights)" if job.segmenter.describe().get("random_weights") else "")
+
+
+def finalize(job: Job, run: Run, store: ResultsStore, render_scorer: Scorer) -> dict[str, Any]:
+    """metrics.json, TensorBoard, then the database row (one transaction), then status."""
+    records = [run.done[s.sample_id] for s in job.samples]
+    metrics = summarize_records(records, job.protocol)
+    rewards = [r["reward"] for r in records]
+    metrics["mean_reward"] = float(np.mean(rewards)) if rewards else None
+    metrics["n_agent_errors"] = sum(1 for r in records if r.get("error"))
+    metrics["protocol"] = job.protocol.to_dict()
+    metrics.update(run_id=run.run_id, agent=run.label, dataset=job.dataset, segmenter=segmenter_label(job))
+    run.rundir.write_metrics(metrics)
+    if job.tensorboard:
+        fill_missing_tiles(job, run, render_scorer)
+        summary = f"agent `{run.label}` on `{job.dataset}`, segmenter `{segmenter_label(job)}`, protocol `{job.protocol.name}`"
+        tiles = [run.tiles[i] for i in sorted(run.tiles)]
+        tensorboard_log.write_run(store.tb_dir / run.run_id, metrics, tiles, summary)
+    finished = _now()
+    store.insert_run(
+        RunRow(
+            run_id=run.run_id,
+            agent=run.label,
+            segmenter=segmenter_label(job),
+            dataset=job.dataset,
+            protocol=job.protocol.name,
+            n=metrics["n"],
+            n_failed=metrics["n_failed"],
+            metrics={k: metrics.get(k) for k in ("gIoU", "cIoU", "Pr@0.5", "Pr@0.6", "Pr@0.7", "Pr@0.8", "Pr@0.9", "N-Acc")},
+            mean_reward=metrics["mean_reward"],
+            created_at=run.config.get("created_at"),
+            finished_at=finished,
+            git_commit=(run.config.get("git") or {}).get("commit"),
+            config={k: run.config.get(k) for k in ("agent", "segmenter", "protocol", "prompt_variant", "limit", "seed", "root")},
+        )
+    )
+    run.config.update(status="complete", finished_at=finished)
+    run.rundir.write_config(run.config)
+    return metrics
+
+
+def execute(job: Job, store: ResultsStore, show_progress: bool = True) -> None:
+    """Run every run of the job to completion (or until interrupted: then say how to resume)."""
+    from tqdm.auto import tqdm
+
+    scorers = (
+        Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", encode_batch_size=job.batch_size),
+        Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", keep_masks=True, encode_batch_size=job.batch_size),
+    )
+    total = len(job.samples) * len(job.runs)
+    for run in job.runs:
+        if not run.rundir.path.exists():
+            run.rundir.create(run.config)
+        run.done = {r["sample_id"]: r for r in run.rundir.open_for_append()}
+    initial = sum(len(run.done) for run in job.runs)
+    desc = f"{job.dataset} × {len(job.runs)} agent{'s' if len(job.runs) != 1 else ''}"
+    progress = tqdm(total=total, initial=initial, desc=desc, unit="answer", disable=not show_progress,
+                    file=sys.stderr, dynamic_ncols=True)
+    try:
+        for start in range(0, len(job.samples), job.batch_size):
+            process_batch(job, list(range(start, min(start + job.batch_size, len(job.samples)))), scorers, progress)
+    except BaseException:
+        progress.close()
+        for run in job.runs:
+            run.rundir.close()
+            print(f"t2s bench: run {run.run_id} stopped after {len(run.done)}/{len(job.samples)} samples; "
+                  f"finish it with: t2s bench --out {store.out} --resume {run.run_id}", file=sys.stderr)
+        raise
+    progress.close()
+    for run in job.runs:
+        run.rundir.close()
+        finalize(job, run, store, scorers[1])
+
+
+# -- planning -----------------------------------------------------------------------------
+
+def load_samples(dataset: str, root: str | None, protocol: MetricProtocol, seed: int, limit: int | None) -> list[Any]:
+    samples = list(make_dataset(dataset, root=root, question=protocol.question, seed=seed))
+    if limit is not None:
+        samples = samples[:limit]
+    if not samples:
+        raise T2SError(f"dataset {dataset} has no samples" + (f" under {root}" if root else ""))
+    ids = [s.sample_id for s in samples]
+    if len(set(ids)) != len(ids):
+        raise T2SError(f"dataset {dataset} has duplicate sample ids; results could not be resumed")
+    return samples
+
+
+def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str]) -> list[Job]:
+    """Validate every name first (cheap), then load data, segmenters and agents, then
+    create the run folders: a bad option costs no work."""
+    datasets = split_list(args.dataset) or [DEFAULT_DATASET]
+    for d in datasets:
+        parse_dataset_spec(d)
+    datasets = [":".join(parse_dataset_spec(d)) for d in datasets]
+    specs: list[Any] = list(split_list(args.agents))
+    if args.agent_config:
+        specs += agent_specs_from_yaml(args.agent_config)
+    if not specs:
+        specs = [*agent_registry.BASELINES, *agent_registry.ORACLES]
+    for spec in specs:
+        if _agent_name(spec) not in agent_registry.REGISTRY:
+            raise ConfigError(f"unknown agent {_agent_name(spec)!r}; valid: {', '.join(agent_registry.available_agents())}")
+    seg_specs = {d: args.segmenter or default_segmenter(d) for d in datasets}
+    for s in set(seg_specs.values()):
+        check_segmenter_name(s)
+    protocol = get_protocol(args.protocol)
+    variant = get_variant(args.prompt_variant).name
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {args.limit}")
+    root = str(Path(args.root).resolve()) if args.root else None
+
+    samples = {d: load_samples(d, root, protocol, args.seed, args.limit) for d in datasets}
+    seg_options = parse_options(args.segmenter_option, "--segmenter-option")
+    segmenters = {s: _make_segmenter(s, seg_options) for s in set(seg_specs.values())}
+    built = [build_agent(spec, variant) for spec in specs]
+
+    jobs = []
+    for d in datasets:
+        seg = segmenters[seg_specs[d]]
+        runs = []
+        for agent, recipe in built:
+            run_id = new_run_id(agent.label, d)
+            config = run_config(run_id, agent, recipe, d, root, len(samples[d]), args.limit, args.seed,
+                                seg_specs[d], seg_options, seg, protocol, variant, argv)
+            # The folder is created when the job starts (execute), so that an interruption
+            # leaves no empty run folders for datasets not reached yet.
+            rundir = RunDir(store.run_dir(run_id))
+            runs.append(Run(run_id, agent, rundir, config))
+        jobs.append(Job(d, root, seg_specs[d], seg, protocol, variant, samples[d], runs,
+                        args.batch_size, args.tb_samples, not args.no_tensorboard))
+    return jobs
+
+
+def plan_resume(args: argparse.Namespace, store: ResultsStore) -> list[Job]:
+    """The job of one earlier run, rebuilt from its run.yaml."""
+    rundir = RunDir(store.run_dir(args.resume))
+    if not rundir.path.is_dir():
+        known = sorted(p.name for p in store.runs_dir.iterdir() if p.is_dir()) if store.runs_dir.is_dir() else []
+        hint = f"; runs there: {', '.join(known[-10:])}" if known else ""
+        raise T2SError(f"no run {args.resume!r} in {store.runs_dir}{hint}")
+    config = rundir.read_config()
+    if config.get("status") == "complete" and store.has_run(args.resume):
+        print(f"t2s bench: run {args.resume} is already complete", file=sys.stderr)
+        return []
+    try:
+        protocol = MetricProtocol(**config["protocol"])
+        dataset, root, seg_spec = config["dataset"], config.get("root"), config["segmenter"]["spec"]
+        variant = config["prompt_variant"]
+        recipe = {"spec": config["agent"]["spec"], "options": config["agent"].get("options") or {}}
+    except (KeyError, TypeError) as exc:
+        raise T2SError(f"{rundir.run_yaml} lacks {exc}; it cannot be resumed") from None
+    samples = load_samples(dataset, root, protocol, int(config.get("seed") or 0), config.get("limit"))
+    if len(samples) != config.get("n_samples", len(samples)):
+        raise T2SError(f"dataset {dataset} now has {len(samples)} samples, the run had {config['n_samples']}; start a new run")
+    segmenter = _make_segmenter(seg_spec, config["segmenter"].get("options") or {})
+    agent = rebuild_agent(recipe)
+    run = Run(args.resume, agent, rundir, config)
+    return [Job(dataset, root, seg_spec, segmenter, protocol, variant, samples, [run],
+                args.batch_size, args.tb_samples, not args.no_tensorboard)]
+
+
+def parse_options(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> dict; values are read as YAML scalars (3, 0.5, true, text)."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} takes KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def _make_segmenter(spec: str, options: Mapping[str, Any] | None = None) -> Segmenter:
+    check_segmenter_name(spec)
+    try:
+        return make_segmenter(spec, **dict(options or {}))
+    except ImportError as exc:
+        raise ConfigError(f"segmenter {spec!r} is not available here ({exc}); install its extra, "
+                          "or pick a weightless one: box, grabcut") from None
+    except TypeError as exc:  # an option the segmenter does not take
+        raise ConfigError(f"segmenter {spec!r}: bad --segmenter-option ({exc})") from None
+
+
+# -- command line -------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="t2s bench",
+        description="Run agents on datasets, record samples.jsonl / metrics.json / run.yaml per run, "
+        "add complete runs to the leaderboard and print it. With no options: every baseline and "
+        "oracle on the embedded synthetic val split with the grabcut segmenter.",
+    )
+    p.add_argument("--dataset", action="append", metavar="NAME[:SPLIT]",
+                   help=f"dataset(s), repeatable or comma-separated (default {DEFAULT_DATASET}); "
+                   "names: " + ", ".join(_dataset_names()))
+    p.add_argument("--root", help="dataset root for real datasets (the folder holding train/ val/ test/)")
+    p.add_argument("--agents", action="append", metavar="A,B,...",
+                   help="agents as name[:arg], comma-separated (default: every baseline and oracle); "
+                   "names: " + ", ".join(agent_registry.available_agents()))
+    p.add_argument("--agent-config", metavar="FILE.yaml",
+                   help="YAML list of agents with options, e.g. [{name: center-box, fraction: 0.3}]")
+    p.add_argument("--segmenter", metavar="NAME",
+                   help="box, grabcut or sam2:<size> (default: grabcut on synthetic, sam2:small otherwise)")
+    p.add_argument("--segmenter-option", action="append", metavar="KEY=VALUE",
+                   help="segmenter option, repeatable (e.g. checkpoint=/path/sam2.1_hiera_small.pt, device=cuda)")
+    p.add_argument("--protocol", default="strict", metavar="NAME",
+                   help=f"metric protocol: {', '.join(PROTOCOLS)} (default strict); fixes resolution and question choice")
+    p.add_argument("--prompt-variant", default="bbox+2pos", metavar="NAME",
+                   help="what the agents answer: bbox+2pos (default), bbox, 2pos, bbox+4pos, bbox+2pos+2neg")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N samples")
+    p.add_argument("--seed", type=int, default=0, help="seed of the question choice (protocols with question=random)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                   help=f"samples per act_batch call and per batched encode (default {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"results directory (default {DEFAULT_OUT})")
+    p.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run (its run.yaml fixes the configuration)")
+    p.add_argument("--tb-samples", type=int, default=DEFAULT_TB_SAMPLES, metavar="N",
+                   help=f"samples in each run's TensorBoard image grid (default {DEFAULT_TB_SAMPLES}; 0: none)")
+    p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard events")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard at the end")
+    return p
+
+
+def _dataset_names() -> list[str]:
+    from t2s_env.datasets import DATASETS
+
+    return list(DATASETS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.tb_samples < 0:
+        raise ConfigError(f"--tb-samples must be 0 or more, got {args.tb_samples}")
+    store = ResultsStore(args.out)
+    store.prepare()  # an unwritable --out fails here, before any work
+    if args.resume:
+        ignored = [f"--{k.replace('_', '-')}" for k in ("dataset", "root", "agents", "agent_config", "segmenter",
+                                                          "segmenter_option", "limit")
+                   if getattr(args, k) is not None]
+        if ignored:
+            print(f"t2s bench: --resume restores the run's configuration; ignoring {', '.join(ignored)}", file=sys.stderr)
+        jobs = plan_resume(args, store)
+    else:
+        jobs = plan_new(args, store, argv)
+    started = time.perf_counter()
+    for job in jobs:
+        execute(job, store, show_progress=not args.no_progress)
+    elapsed = time.perf_counter() - started
+    for job in jobs:
+        for run in job.runs:
+            print(f"{run.label} on {job.dataset}: {run.rundir.path}")
+    print(f"{sum(len(j.runs) for j in jobs)} run(s) in {elapsed:.1f} s; leaderboard: {store.db_path}")
+    if not args.no_leaderboard:
+        from .leaderboard import render_leaderboard
+
+        print()
+        print(render_leaderboard(store, fmt="table"))
+    return 0
+
+
+if __name__ == "__main__":
+    from t2s_env.cli import main as t2s_main
+
+    sys.exit(t2s_main(["bench", *sys.argv[1:]]))

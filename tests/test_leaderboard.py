@@ -1,0 +1,105 @@
+"""`t2s leaderboard`: formats, reported rows, latest-per-configuration, filters, errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+
+import pytest
+
+from benchmarks.leaderboard import COLUMNS, collect, render_leaderboard
+from benchmarks.results_store import ResultsStore, RunRow
+from t2s_env.cli import main as t2s_main
+
+
+def row(run_id, agent, giou, dataset="synthetic:val", finished="2026-01-01T00:00:00+00:00", **metrics):
+    m = {"gIoU": giou, "cIoU": metrics.get("ciou", giou), "Pr@0.5": metrics.get("pr50", 1.0), "N-Acc": metrics.get("nacc")}
+    return RunRow(run_id=run_id, agent=agent, segmenter="grabcut", dataset=dataset, protocol="strict",
+                  n=40, n_failed=0, metrics=m, finished_at=finished)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = ResultsStore(tmp_path)
+    s.prepare()
+    s.insert_run(row("r1", "oracle-box", 0.5, finished="2026-01-01T00:00:00+00:00"))
+    s.insert_run(row("r2", "oracle-box", 0.91234, finished="2026-01-02T00:00:00+00:00", nacc=1.0))
+    s.insert_run(row("r3", "empty", 0.1, finished="2026-01-01T00:00:00+00:00"))
+    return s
+
+
+def leaderboard(*argv) -> int:
+    return t2s_main(["leaderboard", *argv])
+
+
+def test_table_format(store, capsys):
+    assert leaderboard("--out", str(store.out)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == list(COLUMNS)
+    assert set(lines[1]) <= {"-", " "}
+    body = "\n".join(lines[2:])
+    assert "91.23" in body and "100.00" in body  # percentages, 2 decimals; latest oracle-box run
+    assert "50.00" not in body  # the older run of the same configuration is hidden
+    reported = [line for line in lines if "reported" in line]
+    assert len(reported) == 1
+    assert "73.36" in reported[0] and "75.60" in reported[0] and "t2s-compat" in reported[0]
+    assert "sam2.1-small" in reported[0] and "1928" in reported[0]
+
+
+def test_markdown_format(store, capsys):
+    assert leaderboard("--out", str(store.out), "--format", "md") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| " + " | ".join(COLUMNS) + " |"
+    assert lines[1].startswith("|---") and lines[1].count("|") == len(COLUMNS) + 1
+    assert all(line.startswith("| ") and line.endswith(" |") for line in lines[2:])
+    assert len(lines) == 2 + 3  # two configurations + the reported row
+
+
+def test_csv_format(store, capsys):
+    assert leaderboard("--out", str(store.out), "--format", "csv", "--all-runs") == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert list(rows[0]) == [*COLUMNS, "run_id", "finished_at"]
+    assert len(rows) == 4  # every run, plus reported
+    paper = next(r for r in rows if r["source"] == "reported")
+    assert paper["gIoU"] == "73.36" and paper["cIoU"] == "75.60" and paper["Pr@0.5"] == "" and paper["N-Acc"] == ""
+    assert paper["dataset/split"] == "earthreason:test" and paper["protocol"] == "t2s-compat"
+    runs = [r for r in rows if r["source"] == "run"]
+    assert {r["run_id"] for r in runs} == {"r1", "r2", "r3"}
+
+
+def test_rows_sorted_by_giou_within_a_dataset(store):
+    entries = [e for e in collect(store) if e.dataset == "synthetic:val"]
+    assert [e.agent for e in entries] == ["oracle-box", "empty"]
+
+
+def test_dataset_filter(store, capsys):
+    assert leaderboard("--out", str(store.out), "--dataset", "synthetic:val") == 0
+    out = capsys.readouterr().out
+    assert "oracle-box" in out and "reported" not in out
+    assert leaderboard("--out", str(store.out), "--dataset", "earthreason") == 0
+    out = capsys.readouterr().out
+    assert "reported" in out and "oracle-box" not in out
+    assert leaderboard("--out", str(store.out), "--dataset", "nope") == 2
+    assert "synthetic" in capsys.readouterr().err
+
+
+def test_missing_database_shows_reported_rows(tmp_path, capsys):
+    assert leaderboard("--out", str(tmp_path / "none")) == 0
+    captured = capsys.readouterr()
+    assert "reported" in captured.out and "no runs recorded" in captured.err
+
+
+def test_newer_schema_is_refused(tmp_path, capsys):
+    s = ResultsStore(tmp_path)
+    s.prepare()
+    with sqlite3.connect(s.db_path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    assert leaderboard("--out", str(tmp_path)) == 2
+    assert "schema version 99" in capsys.readouterr().err
+
+
+def test_reinserting_a_run_replaces_it(store):
+    store.insert_run(row("r3", "empty", 0.2))
+    assert [r.metrics["gIoU"] for r in store.runs() if r.run_id == "r3"] == [0.2]
+    assert "20.00" in render_leaderboard(store, fmt="table")
