@@ -13,7 +13,7 @@ its ``answer`` is ``[]`` and its mask all zero.
 
 Layout (what :class:`~t2s_env.datasets.EarthReasonDataset` reads)::
 
-    <out>/<split>/images/<id>.jpg   RGB, JPEG quality 90, 256-1024 px a side, not square
+    <out>/<split>/images/<id>.jpg   RGB JPEG (quality 90); width, height drawn apart in 256-1024
     <out>/<split>/labels/<id>.png   single channel uint8, 0 or 255
     <out>/<split>/QAs/<id>.json     {"questions": [...], "answer": [...], "category": ...}
     <out>/synthetic.json            generator version, seed, split sizes
