@@ -137,23 +137,40 @@ class Scorer:
         return self.score_many([(image, gt_mask, completions)])[0]
 
     def score_many(
-        self, groups: Sequence[tuple[np.ndarray, np.ndarray, Sequence[Any]]]
+        self,
+        groups: Sequence[tuple[np.ndarray, np.ndarray, Sequence[Any]]],
+        image_keys: Sequence[Any] | None = None,
     ) -> list[list[ScoreResult]]:
-        """Score several groups ``(image, gt_mask, completions)``; images are encoded in
-        batches of ``encode_batch_size``, only when some completion needs a mask."""
+        """Score several groups ``(image, gt_mask, completions)``.
+
+        Images are encoded in batches of ``encode_batch_size``, and only when some
+        completion of the group needs a mask. Groups with equal ``image_keys`` show the
+        same image (e.g. two referring expressions with different masks): it is encoded
+        once for all of them.
+        """
+        if image_keys is None:
+            image_keys = list(range(len(groups)))
+        elif len(image_keys) != len(groups):
+            raise ValueError(f"{len(image_keys)} image keys for {len(groups)} groups")
         parsed = []
         for image, gt, completions in groups:
             h, w = gt.shape
             if image.shape[:2] != (h, w):
                 raise ValueError(f"image {image.shape[:2]} and mask {gt.shape} differ in size")
             parsed.append([self.parse(c, (w, h)) for c in completions])
-        need = [g for g, answers in enumerate(parsed) if any(a.ok and a.prompts for a, _ in answers)]
+        # Groups that need a mask, batched by distinct image.
+        by_image: dict[Any, list[int]] = {}
+        for g, answers in enumerate(parsed):
+            if any(a.ok and a.prompts for a, _ in answers):
+                by_image.setdefault(image_keys[g], []).append(g)
+        keys = list(by_image)
         results: list[list[ScoreResult] | None] = [None] * len(groups)
-        for start in range(0, len(need), self.encode_batch_size):
-            chunk = need[start : start + self.encode_batch_size]
-            embeddings = self.segmenter.encode_batch([groups[g][0] for g in chunk])
-            for g, emb in zip(chunk, embeddings):
-                results[g] = self._finish(groups[g][1], parsed[g], emb)
+        for start in range(0, len(keys), self.encode_batch_size):
+            chunk = keys[start : start + self.encode_batch_size]
+            embeddings = self.segmenter.encode_batch([groups[by_image[k][0]][0] for k in chunk])
+            for k, emb in zip(chunk, embeddings):
+                for g in by_image[k]:
+                    results[g] = self._finish(groups[g][1], parsed[g], emb)
             del embeddings
         for g in range(len(groups)):
             if results[g] is None:
@@ -226,10 +243,11 @@ def make_reward_functions(
     that trl logs each; pass ``scorer.weights.as_list()`` as trl's ``reward_weights``.
 
     Each callable is ``f(prompts, completions, **columns) -> list[float]``. Columns used:
-    ``image`` (PIL or array, in the protocol frame), ``image_id`` (groups completions by
-    image; without it the pixels are hashed), and either ``gt_mask`` (arrays) or
-    ``sample_id`` resolved through ``gt_mask_lookup``. The ``iou`` callable groups the
-    completions by image, encodes each unique image once and decodes each group batched;
+    ``image`` (PIL or array, in the protocol frame), ``image_id`` (identifies the image;
+    without it the pixels are hashed), and either ``gt_mask`` (arrays) or ``sample_id``
+    resolved through ``gt_mask_lookup``. The ``iou`` callable groups the completions by
+    (image, sample), encodes each unique image once, decodes each group batched and
+    scores every completion against its own sample's mask;
     ``json`` and ``think`` only parse. ``on_scores(results, columns)`` sees every scored
     batch (for logging IoU and parse failures).
     """
@@ -246,15 +264,18 @@ def make_reward_functions(
             masks = [gt_mask_lookup(s) for s in columns["sample_id"]]
         else:
             raise KeyError("the iou reward needs a 'gt_mask' column, or a 'sample_id' column and gt_mask_lookup")
+        # One group per (image, target): completions about the same sample share a mask;
+        # samples that share an image (several referring expressions) share its encoding.
+        targets = columns.get("sample_id") or [_image_key(m) for m in masks]
         order: dict[Any, list[int]] = {}
-        for i, key in enumerate(ids):
+        for i, key in enumerate(zip(ids, targets)):
             order.setdefault(key, []).append(i)
         groups = [
             (np.asarray(images[idx[0]].convert("RGB") if hasattr(images[idx[0]], "convert") else images[idx[0]]),
              masks[idx[0]], [completions[i] for i in idx])
             for idx in order.values()
         ]
-        scored = scorer.score_many(groups)
+        scored = scorer.score_many(groups, image_keys=[key[0] for key in order])
         flat: list[ScoreResult | None] = [None] * len(completions)
         for idx, res in zip(order.values(), scored):
             for i, r in zip(idx, res):

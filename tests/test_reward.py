@@ -337,3 +337,30 @@ def test_keep_masks():
 def test_mismatched_image_and_mask():
     with pytest.raises(ValueError):
         Scorer("box").score(IMAGE, np.zeros((10, 10), bool), ["x"])
+
+
+def test_reward_functions_score_each_sample_against_its_own_mask_with_one_encode():
+    """Two referring expressions on one image have different masks: the image is encoded
+    once, but each completion is scored against its own sample's mask."""
+    import numpy as np
+
+    from t2s_env import GeometricPrompt, Scorer, format_completion, make_reward_functions
+    from t2s_env.segmenters.box import BoxSegmenter
+
+    calls = []
+
+    class CountingBox(BoxSegmenter):
+        def encode_batch(self, images):
+            calls.append(len(images))
+            return super().encode_batch(images)
+
+    image = np.zeros((64, 64, 3), np.uint8)
+    m1 = np.zeros((64, 64), bool)
+    m1[0:10, 0:10] = True
+    m2 = np.zeros((64, 64), bool)
+    m2[20:40, 20:40] = True
+    iou_fn = make_reward_functions(Scorer(CountingBox()), gt_mask_lookup={"r1": m1, "r2": m2}.__getitem__)[0]
+    c = format_completion([GeometricPrompt(box=(20, 20, 40, 40), positive_points=((25, 25), (30, 30)))])
+    out = iou_fn(None, [c, c, c], image=[image] * 3, image_id=["a"] * 3, sample_id=["r1", "r2", "r2"])
+    assert out == [0.0, 1.0, 1.0]
+    assert calls == [1]

@@ -140,6 +140,9 @@ class GrabCutSegmenter(Segmenter):
         """The instance's mask as ``((x0, y0, x1, y1), (y1-y0, x1-x0) bool)``: a window of
         the image and the mask inside it; None when the instance selects nothing."""
         h, w = image.shape[:2]
+        coords = list(prompt.box or ()) + [v for pt in prompt.positive_points + prompt.negative_points for v in pt]
+        if not all(math.isfinite(v) for v in coords):
+            return None  # NaN/inf never come from the parser; selecting nothing is safest
         p = prompt.clipped(w, h)
         if p.box is not None:
             bx1, by1, bx2, by2 = p.box

@@ -192,6 +192,8 @@ class SAM2Segmenter(Segmenter):
         if state is not None:
             _load_state(model, state, self.checkpoint, self.size)
             del state
+        else:
+            log.info("SAM2.1 %s built with random weights (allow_random_weights=True)", self.size)
         model = model.to(self.device).eval()
         model.requires_grad_(False)
         self.model = model

@@ -1,0 +1,351 @@
+"""GRPO training with trl on the environment's reward: the tiny CPU recipe, offline."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("trl")
+
+from scripts import train_grpo as tg  # noqa: E402
+from t2s_env import ConfigError, Scorer, T2SError  # noqa: E402
+from tests.datagen import write_rectangle_dataset  # noqa: E402
+
+SIZE = 112
+CONFIGS = Path(tg.__file__).parent / "configs"
+TINY = str(CONFIGS / "grpo_tiny_cpu.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory) -> Path:
+    from agents.qwen.tiny import build_tiny_qwen
+
+    return build_tiny_qwen(tmp_path_factory.getbasetemp() / f"tiny-qwen-{SIZE}", image_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def er_root(tmp_path_factory) -> Path:
+    """EarthReason layout: 6 train images (3 questions each, 1 empty), 2 val images."""
+    root = tmp_path_factory.mktemp("er112")
+    write_rectangle_dataset(root, split="train", n=6, n_empty=1, seed=1, size=SIZE)
+    write_rectangle_dataset(root, split="val", n=2, n_empty=0, seed=2, size=SIZE)
+    return root
+
+
+def tiny_overrides(tiny_qwen_dir: Path, er_root: Path, out: Path, **extra) -> list[str]:
+    values = {
+        "model": f"tiny:{tiny_qwen_dir}",
+        "dataset": "earthreason:train",
+        "val_dataset": "earthreason:val",
+        "root": str(er_root),
+        "output_dir": str(out),
+        "max_steps": 2,
+        "save_steps": 1,
+        "eval_steps": 2,
+        "val_samples": 2,
+        "val_max_new_tokens": 16,
+        "max_completion_length": 24,
+        **extra,
+    }
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+# -- configuration --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["grpo_3b", "grpo_7b", "grpo_3b_lora_1gpu", "grpo_tiny_cpu"])
+def test_recipes_load(name):
+    cfg = tg.load_config(str(CONFIGS / f"{name}.yaml"))
+    assert cfg.image_size % 28 == 0
+    assert (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps) % cfg.num_generations == 0
+
+
+def test_paper_recipes_follow_spec_section_6():
+    b3 = tg.load_config(str(CONFIGS / "grpo_3b.yaml"))
+    b7 = tg.load_config(str(CONFIGS / "grpo_7b.yaml"))
+    for cfg, g in ((b3, 16), (b7, 12)):
+        assert cfg.num_generations == g and cfg.per_device_train_batch_size == g
+        assert cfg.gradient_accumulation_steps == 2
+        assert cfg.learning_rate == 1e-6 and cfg.lr_scheduler_type == "linear" and cfg.warmup_steps == 0
+        assert cfg.beta == 0.001 and cfg.temperature == 1.0 and cfg.max_completion_length == 1024
+        assert cfg.bf16 and cfg.gradient_checkpointing and not cfg.lora and not cfg.freeze_vision
+        assert cfg.segmenter == "sam2:small" and cfg.image_size == 840
+    assert (b3.num_train_epochs, b7.num_train_epochs) == (5, 8)
+    assert "3B" in b3.model and "7B" in b7.model
+    lora = tg.load_config(str(CONFIGS / "grpo_3b_lora_1gpu.yaml"))
+    assert lora.lora and lora.freeze_vision and lora.num_generations == 8
+
+
+def test_overrides_are_type_checked():
+    cfg = tg.load_config(TINY, ["max_steps=7", "lora=true", "lora_target_modules=[q_proj,v_proj]",
+                                "segmenter_options.point_radius=4", "reward_weights.iou=3", "root=/data/er",
+                                "val_dataset=null"])
+    assert cfg.max_steps == 7 and cfg.lora is True and cfg.lora_target_modules == ["q_proj", "v_proj"]
+    assert cfg.segmenter_options == {"point_radius": 4} and cfg.reward_weights["iou"] == 3.0
+    assert cfg.root == "/data/er" and cfg.val_dataset is None
+    with pytest.raises(ConfigError, match=r"unknown config key 'max_stepz'; valid keys: .*max_steps"):
+        tg.load_config(TINY, ["max_stepz=3"])
+    with pytest.raises(ConfigError, match="max_steps must be an integer"):
+        tg.load_config(TINY, ["max_steps=three"])
+    with pytest.raises(ConfigError, match="lora must be true or false"):
+        tg.load_config(TINY, ["lora=3"])
+    with pytest.raises(ConfigError, match="question_mode"):
+        tg.load_config(TINY, ["question_mode=sometimes"])
+    with pytest.raises(ConfigError, match="multiple of num_generations"):
+        tg.load_config(TINY, ["num_generations=3"])
+    with pytest.raises(ConfigError, match="unknown reward component"):
+        tg.load_config(TINY, ["reward_weights.dice=1"])
+
+
+def test_unknown_yaml_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: x\nlearning_rte: 1.0e-6\n")
+    with pytest.raises(ConfigError, match="learning_rte"):
+        tg.load_config(str(bad))
+
+
+def test_use_vllm_needs_vllm():
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        assert tg.load_config(TINY, ["use_vllm=true"]).use_vllm
+    else:
+        with pytest.raises(ConfigError, match="vllm"):
+            tg.load_config(TINY, ["use_vllm=true"])
+
+
+def test_cli_reports_bad_model_in_one_line(tmp_path, er_root, capsys):
+    from t2s_env.cli import main
+
+    rc = main(["train", "grpo", "--config", TINY, f"root={er_root}", "dataset=earthreason:train",
+               f"model={tmp_path / 'missing'}", f"output_dir={tmp_path / 'out'}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("t2s: error: ") and "does not exist" in err and err.count("\n") == 1
+    notqwen = tmp_path / "gpt"
+    notqwen.mkdir()
+    (notqwen / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    rc = main(["train", "grpo", "--config", TINY, f"model={notqwen}", f"output_dir={tmp_path / 'out'}"])
+    assert rc == 2 and "not Qwen2.5-VL" in capsys.readouterr().err
+
+
+def test_resume_of_a_non_checkpoint_is_an_error(tmp_path):
+    cfg = tg.load_config(TINY, [f"resume={tmp_path}"])
+    with pytest.raises(T2SError, match="trainer_state.json"):
+        tg.resolve_resume(cfg)
+    cfg = tg.load_config(TINY, ["resume=auto", f"output_dir={tmp_path / 'fresh'}"])
+    assert tg.resolve_resume(cfg) is None
+
+
+# -- training rows ----------------------------------------------------------------------------
+
+def test_redraw_changes_questions_across_epochs(er_root):
+    cfg = tg.load_config(TINY, [f"root={er_root}", "dataset=earthreason:train", "num_train_epochs=4",
+                                "question_mode=redraw", "max_images=null"])
+    data = tg.build_train_data(cfg)
+    rows = data.dataset.with_format(None)[:]  # raw columns, no image loading
+    assert data.rows_per_epoch == 6 and len(rows["row_id"]) == 24
+    by_epoch = [[i for i, e in enumerate(rows["epoch"]) if e == k] for k in range(4)]
+    for idx in by_epoch:  # each image once per epoch
+        assert sorted(rows["image_id"][i] for i in idx) == sorted(set(rows["image_id"]))
+    questions = {}
+    for img, q in zip(rows["image_id"], rows["question"]):
+        questions.setdefault(img, set()).add(q)
+    assert max(len(qs) for qs in questions.values()) > 1  # re-drawn, not fixed
+    again = tg.build_train_data(cfg).dataset.with_format(None)[:]
+    assert again["question"] == rows["question"] and again["image_id"] == rows["image_id"]  # seeded
+    other = tg.build_train_data(tg.load_config(TINY, [f"root={er_root}", "dataset=earthreason:train",
+                                                       "num_train_epochs=4", "data_seed=5"]))
+    assert other.dataset.with_format(None)[:]["question"] != rows["question"]
+    # the transform adds the conversational prompt and the framed image; masks via sample_id
+    row = data.dataset[0]
+    assert row["prompt"][0]["role"] == "system" and row["prompt"][1]["content"][0] == {"type": "image"}
+    assert row["question"] in row["prompt"][1]["content"][1]["text"]
+    assert row["image"].size == (SIZE, SIZE)
+    assert data.gt_mask(row["sample_id"]).shape == (SIZE, SIZE)
+
+
+def test_all_questions_mode(er_root):
+    cfg = tg.load_config(TINY, [f"root={er_root}", "dataset=earthreason:train", "num_train_epochs=2",
+                                "question_mode=all", "max_images=null"])
+    rows = tg.build_train_data(cfg).dataset.with_format(None)[:]
+    assert len(rows["row_id"]) == 2 * 6 * 3
+    assert Counter(rows["sample_id"]) == {sid: 2 for sid in set(rows["sample_id"])}
+    assert len(set(rows["sample_id"])) == 18
+
+
+def test_sam2_is_built_on_this_ranks_device(monkeypatch, er_root):
+    from accelerate import PartialState
+
+    import t2s_env
+    from t2s_env.segmenters import BoxSegmenter
+
+    seen = {}
+
+    def fake_make_segmenter(spec, **options):
+        seen.update(spec=spec, **options)
+        return BoxSegmenter()
+
+    monkeypatch.setattr(t2s_env, "make_segmenter", fake_make_segmenter)
+    cfg = tg.load_config(TINY, [f"root={er_root}", "dataset=earthreason:train", "segmenter=sam2:small",
+                                "segmenter_options.image_size=256"])
+    data = tg.build_train_data(cfg)
+    tg.build_rewards(cfg, data, tg.RewardMonitor())
+    assert seen == {"spec": "sam2:small", "image_size": 256, "device": str(PartialState().device)}
+
+
+def test_reward_monitor_statistics():
+    from t2s_env import GeometricPrompt, format_completion
+
+    scorer = Scorer("box")
+    image = np.zeros((SIZE, SIZE, 3), np.uint8)
+    gt = np.zeros((SIZE, SIZE), bool)
+    gt[:56, :56] = True
+    good = format_completion([GeometricPrompt(box=(0, 0, 56, 56), positive_points=((10, 10), (20, 20)))])
+    results = scorer.score(image, gt, [good, good, "junk", good])
+    logged = {}
+    monitor = tg.RewardMonitor(keep=2)
+    monitor(results, {"row_id": [0, 0, 1, 1], "question": ["a", "a", "b", "b"],
+                      "log_metric": lambda k, v: logged.__setitem__(k, v)})
+    assert logged["t2s/mean_iou"] == pytest.approx(0.75)
+    assert logged["t2s/parse_failure_rate"] == pytest.approx(0.25)
+    assert logged["t2s/zero_std_group_frac"] == pytest.approx(0.5)
+    assert logged["t2s/group_reward_std"] == pytest.approx(np.std([4.0, 0.0], ddof=1) / 2)
+    assert len(monitor.samples) == 2
+    assert monitor.samples[0]["completion"] == ""  # completions are recorded by the wrapped iou reward
+
+
+def test_debug_dump_is_opt_in(tmp_path):
+    scorer = Scorer("box")
+    image = np.zeros((SIZE, SIZE, 3), np.uint8)
+    gt = np.ones((SIZE, SIZE), bool)
+    monitor = tg.RewardMonitor(dump_dir=str(tmp_path / "debug"), rank=1)
+    fn = monitor.wrap(lambda prompts=None, completions=(), **kw: [0.0] * len(completions))
+    fn(completions=["junk"], sample_id=["a"])
+    monitor(scorer.score(image, gt, ["junk"]), {"sample_id": ["a"], "question": ["q"]})
+    lines = (tmp_path / "debug" / "rank1.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["completion"] == "junk" and json.loads(lines[0])["sample_id"] == "a"
+    assert tg.TrainConfig().debug_dump is False
+
+
+def test_bare_resume_before_overrides(monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr(tg, "resolve_resume", lambda cfg: seen.setdefault("cfg", cfg) and None)
+    monkeypatch.setattr(tg, "build_run", lambda cfg: (_ for _ in ()).throw(SystemExit(0)))
+    with pytest.raises(SystemExit):
+        tg.main(["--config", TINY, "--resume", "max_steps=9", f"output_dir={tmp_path}"])
+    assert seen["cfg"].resume == "auto" and seen["cfg"].max_steps == 9
+
+
+# -- two GRPO steps on the env's reward, TensorBoard, checkpoints, resume -------------------------
+
+@pytest.fixture(scope="module")
+def trained(tiny_qwen_dir, er_root, tmp_path_factory):
+    """2 steps of the tiny recipe with spies on the reward callables."""
+    out = tmp_path_factory.mktemp("grpo") / "run"
+    cfg = tg.load_config(TINY, tiny_overrides(tiny_qwen_dir, er_root, out))
+    run = tg.build_run(cfg)
+    calls = []
+
+    def spy(fn):
+        def wrapped(prompts=None, completions=(), **kwargs):
+            out = fn(prompts=prompts, completions=completions, **kwargs)
+            calls.append({"name": fn.__name__, "prompts": prompts, "completions": completions,
+                          "kwargs": kwargs, "rewards": out})
+            return out
+
+        wrapped.__name__ = fn.__name__
+        return wrapped
+
+    run.trainer.reward_funcs = [spy(f) for f in run.trainer.reward_funcs]
+    run.trainer.train()
+    return run, calls
+
+
+def test_two_grpo_steps_with_the_env_reward(trained):
+    run, calls = trained
+    cfg = run.cfg
+    assert run.trainer.state.global_step == 2
+    assert run.trainer.reward_func_names == ["t2s_iou", "t2s_json", "t2s_think"]
+    assert run.trainer.reward_weights.tolist() == [2.0, 1.0, 1.0]
+    assert {c["name"] for c in calls} == {"t2s_iou", "t2s_json", "t2s_think"}
+    iou_calls = [c for c in calls if c["name"] == "t2s_iou"]
+    assert len(iou_calls) == 2  # one generation batch per step
+    for c in iou_calls:
+        kw = c["kwargs"]
+        n = len(c["completions"])
+        assert n == cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+        for column in ("image", "image_id", "sample_id", "question", "row_id", "trainer_state", "log_metric"):
+            assert column in kw, column
+        assert all(len(kw[col]) == n for col in ("image", "image_id", "sample_id", "question", "row_id"))
+        assert all(im.size == (SIZE, SIZE) for im in kw["image"])
+        # each prompt repeated num_generations times, consecutively
+        assert Counter(kw["row_id"]) == {r: cfg.num_generations for r in set(kw["row_id"])}
+        assert all(isinstance(comp, list) and comp[0]["role"] == "assistant" and isinstance(comp[0]["content"], str)
+                   for comp in c["completions"])
+        assert c["prompts"][0][0]["role"] == "system"
+        assert all(0.0 <= r <= 1.0 for r in c["rewards"])
+        # the reward is the environment's: rescore with a fresh Scorer and compare
+        scorer = Scorer("box")
+        for i in range(n):
+            gt = run.data.gt_mask(kw["sample_id"][i])
+            res = scorer.score(np.asarray(kw["image"][i]), gt, [c["completions"][i]])[0]
+            assert res.reward_components["iou"] == pytest.approx(c["rewards"][i])
+    # checkpoints every step, no per-sample debug dump by default
+    out = Path(cfg.output_dir)
+    assert (out / "checkpoint-1" / "trainer_state.json").is_file()
+    assert (out / "checkpoint-2" / "processor_config.json").is_file()
+    assert not (out / "debug").exists()
+
+
+def test_tensorboard_has_reward_scalars_text_and_validation(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run, _ = trained
+    ea = EventAccumulator(run.tensorboard_dir, size_guidance={"scalars": 0, "tensors": 0, "images": 0})
+    ea.Reload()
+    scalars = set(ea.Tags()["scalars"])
+    for tag in ("train/reward", "train/rewards/t2s_iou/mean", "train/rewards/t2s_json/mean",
+                "train/rewards/t2s_think/mean", "train/reward_std", "train/frac_reward_zero_std",
+                "train/t2s/mean_iou", "train/t2s/parse_failure_rate", "train/t2s/group_reward_std",
+                "train/t2s/zero_std_group_frac", "train/kl", "val/mean_iou", "val/parse_failure_rate"):
+        assert tag in scalars, tag
+    assert len(ea.Scalars("train/rewards/t2s_iou/mean")) == 2
+    assert "val/overlays" in ea.Tags()["images"]
+    assert any(t.startswith("samples/completions") for t in ea.Tags()["tensors"])
+    assert run.callback.val_history and run.callback.val_history[-1]["step"] == 2
+
+
+def test_resume_loads_the_checkpoint_weights(trained):
+    """transformers 5 saves Qwen2.5-VL under its original key names; the trainer's
+    resume must still restore every weight (see T2SGRPOTrainer)."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    run, _ = trained
+    ckpt = Path(run.cfg.output_dir) / "checkpoint-1"
+    model = run.trainer.model
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    run.trainer._load_from_checkpoint(str(ckpt))
+    reference = AutoModelForImageTextToText.from_pretrained(ckpt).state_dict()
+    state = model.state_dict()
+    assert set(reference) == set(state)
+    assert all(torch.equal(state[k], reference[k]) for k in reference)
+
+
+def test_cli_resume_continues_from_the_last_checkpoint(trained, tiny_qwen_dir, er_root, capsys):
+    from t2s_env.cli import main
+
+    run, _ = trained
+    out = Path(run.cfg.output_dir)
+    argv = ["train", "grpo", "--config", TINY, *tiny_overrides(tiny_qwen_dir, er_root, out, max_steps=3, eval_steps=0),
+            "--resume", "auto"]
+    assert main(argv) == 0
+    assert "resuming" in capsys.readouterr().err
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert (out / "model.safetensors").is_file() and (out / "processor_config.json").is_file()
