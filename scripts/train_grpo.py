@@ -65,7 +65,7 @@ from t2s_env import (
     make_dataset,
     make_reward_functions,
 )
-from t2s_env.datasets import seeded_choice
+from t2s_env.datasets import EarthReasonDataset, seeded_choice
 from t2s_env.errors import CheckpointError
 
 QUESTION_MODES = ("redraw", "all", "first", "random")
@@ -350,9 +350,10 @@ def build_train_data(cfg: TrainConfig) -> TrainData:
         samples = [s for s in samples if s.image_id in keep_set]
     if not samples:
         raise ConfigError(f"dataset {cfg.dataset} has no samples")
-    # One mask per image (EarthReason layout) lets the reward encode an image once for all
-    # of its questions; other layouts (one mask per referring expression) group per sample.
-    one_mask_per_image = type(base).__name__ == "EarthReasonDataset"
+    # EarthReason-layout data has one mask per image, so any question of an image can be
+    # re-drawn; referring datasets keep each expression with its own mask. (The reward
+    # encodes each image once either way: it groups by image_id, then by sample_id.)
+    one_mask_per_image = isinstance(base, EarthReasonDataset)
     rows: dict[str, list[Any]] = defaultdict(list)
     sample_index: dict[str, int] = {}
     for epoch in range(cfg.num_train_epochs):
@@ -368,7 +369,7 @@ def build_train_data(cfg: TrainConfig) -> TrainData:
             rows["row_id"].append(len(rows["row_id"]))
             rows["epoch"].append(epoch)
             rows["sample_id"].append(sid)
-            rows["image_id"].append(s.image_id if one_mask_per_image else f"{s.image_id}|{s.sample_id}")
+            rows["image_id"].append(s.image_id)
             rows["question"].append(question)
             rows["unit"].append(u)
     ds = Dataset.from_dict(dict(rows))
