@@ -8,7 +8,7 @@ generated once into a cache directory on first use.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from ..errors import ConfigError, DatasetError
 from .earthreason import QUESTION_CHOICES, EarthReasonDataset, check_dataset, seeded_choice

@@ -13,23 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
-from collections import Counter
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
-from PIL import Image
-
-from ..errors import ConfigError, DatasetError
+from ..errors import DatasetError
+from .base import QUESTION_CHOICES, SPLITS, DatasetWarning, SampleDataset, image_size
 from .sample import Sample
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-QUESTION_CHOICES = ("first", "random", "all")
-SPLITS = ("train", "val", "test")
 
-
-class DatasetWarning(UserWarning):
-    """Samples were skipped while loading a dataset."""
+__all__ = [
+    "DatasetWarning", "EarthReasonDataset", "IMAGE_EXTENSIONS", "QUESTION_CHOICES", "SPLITS",
+    "check_dataset", "file_id", "seeded_choice",
+]
 
 
 def file_id(name: str) -> str:
@@ -43,7 +39,7 @@ def seeded_choice(n: int, seed: int, key: str) -> int:
     return int.from_bytes(digest[:8], "big") % n
 
 
-class EarthReasonDataset(Sequence[Sample]):
+class EarthReasonDataset(SampleDataset):
     """The samples of one split, validated at construction.
 
     Arguments:
@@ -59,45 +55,16 @@ class EarthReasonDataset(Sequence[Sample]):
     Images with an empty ``questions`` list are always skipped with a warning.
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "val",
-        question: str = "first",
-        seed: int = 0,
-        strict: bool = True,
-    ) -> None:
-        if question not in QUESTION_CHOICES:
-            raise ConfigError(f"question must be one of {', '.join(QUESTION_CHOICES)}, got {question!r}")
-        self.root = Path(root)
-        self.split = split
-        self.question = question
-        self.seed = seed
-        self.strict = strict
-        self.skipped: Counter[str] = Counter()
-        self.samples: list[Sample] = self._index()
+    dataset = "earthreason"
+    unit = "image"
+    layout_hint = "the folder holding train/ val/ test/"
 
-    # -- Sequence -------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i):  # type: ignore[override]
-        return self.samples[i]
-
-    def __iter__(self) -> Iterator[Sample]:
-        return iter(self.samples)
-
-    @property
-    def name(self) -> str:
-        return f"earthreason:{self.split}"
-
-    def image_ids(self) -> list[str]:
-        return sorted({s.image_id for s in self.samples})
+    def __init__(self, root: str | Path, split: str = "val", question: str = "first", seed: int = 0,
+                 strict: bool = True) -> None:
+        super().__init__(root, split, question, seed, strict)
 
     # -- indexing -------------------------------------------------------------------------
     def _index(self) -> list[Sample]:
-        if not self.root.is_dir():
-            raise DatasetError(f"dataset root {self.root} does not exist; pass --root DIR pointing at the folder holding train/ val/ test/")
         base = self.root / self.split
         dirs = {k: base / k for k in ("images", "labels", "QAs")}
         for k, d in dirs.items():
@@ -115,7 +82,6 @@ class EarthReasonDataset(Sequence[Sample]):
         qas = {file_id(p.name): p for p in dirs["QAs"].glob("*.json")}
 
         samples: list[Sample] = []
-        notes: list[str] = []
         for i in sorted(set(images) | set(labels) | set(qas)):
             missing = [
                 str(path)
@@ -127,24 +93,22 @@ class EarthReasonDataset(Sequence[Sample]):
                 if not present
             ]
             if missing:
-                self._problem(f"missing file {missing[0]} for id {i!r}", "missing file", notes)
+                self._problem(f"missing file {missing[0]} for id {i!r}", "missing file")
                 continue
             qa = self._read_qa(qas[i])
             questions = qa.get("questions") or []
             if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
-                self._problem(f"{qas[i]}: 'questions' must be a list of strings", "bad QA file", notes)
+                self._problem(f"{qas[i]}: 'questions' must be a list of strings", "bad QA file")
                 continue
             if not questions:
-                self.skipped["no questions"] += 1
-                notes.append(f"{qas[i]} has no questions")
+                self._skip("no questions", f"{qas[i]} has no questions")
                 continue
-            size = _image_size(images[i])
-            msize = _image_size(labels[i])
+            size = image_size(images[i])
+            msize = image_size(labels[i])
             if size != msize:
                 self._problem(
                     f"image {images[i]} is {size[0]}x{size[1]} but mask {labels[i]} is {msize[0]}x{msize[1]}; they must match",
                     "size mismatch",
-                    notes,
                 )
                 continue
             answers = qa.get("answer") or []
@@ -169,20 +133,7 @@ class EarthReasonDataset(Sequence[Sample]):
                         size=size,
                     )
                 )
-        if self.skipped:
-            summary = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
-            warnings.warn(
-                f"{base}: skipped {sum(self.skipped.values())} image(s) ({summary}); first: {notes[0]}",
-                DatasetWarning,
-                stacklevel=3,
-            )
         return samples
-
-    def _problem(self, message: str, kind: str, notes: list[str]) -> None:
-        if self.strict:
-            raise DatasetError(message + " (or load with strict=False to skip such images)")
-        self.skipped[kind] += 1
-        notes.append(message)
 
     @staticmethod
     def _read_qa(path: Path) -> dict:
@@ -193,15 +144,6 @@ class EarthReasonDataset(Sequence[Sample]):
         if not isinstance(data, dict):
             raise DatasetError(f"QA file {path} must hold a JSON object with a 'questions' list")
         return data
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the header only."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}; replace or remove the file") from None
 
 
 def check_dataset(dataset: Sequence[Sample]) -> dict:

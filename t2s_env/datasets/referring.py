@@ -48,7 +48,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DatasetError
-from .earthreason import QUESTION_CHOICES, SPLITS, DatasetWarning, _image_size, seeded_choice
+from .base import SPLITS, SampleDataset, image_size
+from .earthreason import seeded_choice
 from .sample import Sample
 
 #: extensions tried, in this order, when an entry's file is not found under its exact name
@@ -167,7 +168,7 @@ class _DirIndex:
         return None
 
 
-class ReferringDataset(Sequence[Sample]):
+class ReferringDataset(SampleDataset):
     """Base of the referring loaders: a validated, indexed list of samples.
 
     Arguments:
@@ -193,64 +194,15 @@ class ReferringDataset(Sequence[Sample]):
         seed: int = 0,
         strict: bool = True,
     ) -> None:
-        if question not in QUESTION_CHOICES:
-            raise ConfigError(f"question must be one of {', '.join(QUESTION_CHOICES)}, got {question!r}")
         if split not in SPLITS:
             raise ConfigError(f"unknown {self.dataset} split {split!r}; valid: {', '.join(SPLITS)}")
-        self.root = Path(root)
-        self.split = split
-        self.question = question
-        self.seed = seed
-        self.strict = strict
-        self.skipped: Counter[str] = Counter()
-        self._notes: list[str] = []
-        self._sizes: dict[Path, tuple[int, int]] = {}
-        if not self.root.is_dir():
-            raise DatasetError(f"dataset root {self.root} does not exist; pass --root DIR pointing at {self.layout_hint}")
-        self.samples: list[Sample] = self._index()
+        self._sizes: dict[Path, tuple[int, int]] = {}  # header reads, shared while indexing
+        super().__init__(root, split, question, seed, strict)
         self._sizes.clear()
-        self._warn_skips()
-
-    # -- Sequence -------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i):  # type: ignore[override]
-        return self.samples[i]
-
-    def __iter__(self) -> Iterator[Sample]:
-        return iter(self.samples)
-
-    @property
-    def name(self) -> str:
-        return f"{self.dataset}:{self.split}"
-
-    def image_ids(self) -> list[str]:
-        return sorted({s.image_id for s in self.samples})
-
-    # -- helpers --------------------------------------------------------------------------
-    def _index(self) -> list[Sample]:
-        raise NotImplementedError
-
-    def _problem(self, message: str, kind: str) -> None:
-        if self.strict:
-            raise DatasetError(f"{message} (or load with strict=False to skip such {self.unit}s)")
-        self.skipped[kind] += 1
-        self._notes.append(message)
-
-    def _warn_skips(self) -> None:
-        if self.skipped:
-            summary = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
-            warnings.warn(
-                f"{self.name} ({self.root}): skipped {sum(self.skipped.values())} {self.unit}(s) "
-                f"({summary}); first: {self._notes[0]}",
-                DatasetWarning,
-                stacklevel=3,
-            )
 
     def _size(self, path: Path) -> tuple[int, int]:
         if path not in self._sizes:
-            self._sizes[path] = _image_size(path)
+            self._sizes[path] = image_size(path)
         return self._sizes[path]
 
     def _require_dir(self, folder: Path, what: str) -> None:
@@ -320,8 +272,7 @@ class RRSISDDataset(ReferringDataset):
             seen.add(ref_id)
             sentences = _sentences(ref["sentences"])
             if not sentences:
-                self.skipped["no sentences"] += 1
-                self._notes.append(f"{refs_path}: ref {ref_id} has no sentences")
+                self._skip("no sentences", f"{refs_path}: ref {ref_id} has no sentences")
                 continue
             ann = anns.get(ref["ann_id"])
             if ann is None:
