@@ -29,3 +29,16 @@ def rect_root(tmp_path) -> Path:
     root = tmp_path / "rects"
     write_rectangle_dataset(root, split="val", n=6, n_empty=1, seed=0)
     return root
+
+
+#: the tiny Qwen2.5-VL's processor keeps 112×112 images: 8×8 patches -> 16 visual tokens
+TINY_QWEN_SIZE = 112
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory) -> Path:
+    """A tiny random Qwen2.5-VL (tokenizer, processor, model) saved to a directory, built
+    offline once per session (trl rebuilds its reference model from the path)."""
+    from agents.qwen.tiny import build_tiny_qwen
+
+    return build_tiny_qwen(tmp_path_factory.getbasetemp() / f"tiny-qwen-{TINY_QWEN_SIZE}", image_size=TINY_QWEN_SIZE)

@@ -13,17 +13,12 @@ pytest.importorskip("transformers")
 
 from agents import make_agent  # noqa: E402
 from agents.qwen.loading import pin_image_size, processed_size  # noqa: E402
-from agents.qwen.tiny import answer_tokens, build_tiny_qwen  # noqa: E402
+from agents.qwen.tiny import answer_tokens  # noqa: E402
 from t2s_env import CheckpointError, SYSTEM_PROMPT, T2SError, Think2SegEnv, build_messages  # noqa: E402
+from tests.conftest import TINY_QWEN_SIZE  # noqa: E402
 from tests.datagen import write_rectangle_dataset  # noqa: E402
 
-SIZE = 112  # the tiny processor keeps 112x112: 8x8 patches -> 16 visual tokens
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen_dir(tmp_path_factory) -> Path:
-    # Same path as in test_train_grpo.py: the builder reuses a complete directory.
-    return build_tiny_qwen(tmp_path_factory.getbasetemp() / f"tiny-qwen-{SIZE}", image_size=SIZE)
+SIZE = TINY_QWEN_SIZE
 
 
 @pytest.fixture(scope="module")

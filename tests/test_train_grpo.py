@@ -13,18 +13,12 @@ pytest.importorskip("trl")
 
 from scripts import train_grpo as tg  # noqa: E402
 from t2s_env import ConfigError, Scorer, T2SError  # noqa: E402
+from tests.conftest import TINY_QWEN_SIZE  # noqa: E402
 from tests.datagen import write_rectangle_dataset  # noqa: E402
 
-SIZE = 112
+SIZE = TINY_QWEN_SIZE
 CONFIGS = Path(tg.__file__).parent / "configs"
 TINY = str(CONFIGS / "grpo_tiny_cpu.yaml")
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen_dir(tmp_path_factory) -> Path:
-    from agents.qwen.tiny import build_tiny_qwen
-
-    return build_tiny_qwen(tmp_path_factory.getbasetemp() / f"tiny-qwen-{SIZE}", image_size=SIZE)
 
 
 @pytest.fixture(scope="module")
