@@ -19,14 +19,14 @@ from .base import Agent
 
 #: name -> "module:Class"; modules are imported on demand (qwen needs transformers).
 REGISTRY: dict[str, str] = {
-    "full-image": "agents.baselines:FullImageAgent",
-    "center-box": "agents.baselines:CenterBoxAgent",
-    "random-box": "agents.baselines:RandomBoxAgent",
-    "empty": "agents.baselines:EmptyAgent",
-    "oracle-box": "agents.oracles:OracleBoxAgent",
-    "oracle-points": "agents.oracles:OraclePointsAgent",
-    "oracle-box+points": "agents.oracles:OracleBoxPointsAgent",
-    "qwen": "agents.qwen:QwenPrompter",
+    "full-image": "think2seg.agents.baselines:FullImageAgent",
+    "center-box": "think2seg.agents.baselines:CenterBoxAgent",
+    "random-box": "think2seg.agents.baselines:RandomBoxAgent",
+    "empty": "think2seg.agents.baselines:EmptyAgent",
+    "oracle-box": "think2seg.agents.oracles:OracleBoxAgent",
+    "oracle-points": "think2seg.agents.oracles:OraclePointsAgent",
+    "oracle-box+points": "think2seg.agents.oracles:OracleBoxPointsAgent",
+    "qwen": "think2seg.agents.qwen:QwenPrompter",
 }
 BASELINES = ("full-image", "center-box", "random-box", "empty")
 ORACLES = ("oracle-box", "oracle-points", "oracle-box+points")

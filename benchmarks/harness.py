@@ -50,8 +50,8 @@ from t2s_env.metrics import PROTOCOLS, per_sample_iou
 from t2s_env.scoring import ScoreResult, completion_text
 from t2s_env.segmenters import SEGMENTERS, Segmenter
 
-import agents as agent_registry
-from agents import Agent
+import think2seg.agents as agent_registry
+from think2seg.agents import Agent
 
 from . import tensorboard_log
 from .results_store import ResultsStore, RunRow

@@ -1,6 +1,6 @@
 """Write a tiny random Qwen2.5-VL (model + tokenizer + processor) to a directory, offline.
 
-    python -m scripts.build_tiny_qwen runs/tiny-qwen --image-size 112
+    python -m think2seg.scripts.build_tiny_qwen runs/tiny-qwen --image-size 112
 
 The builder lives in :mod:`agents.qwen.tiny` (tests and ``model: tiny:DIR`` in
 ``grpo_tiny_cpu.yaml`` call it directly); this is its command line.
@@ -11,10 +11,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: make agents/ importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: import the checkout as think2seg.*
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _checkout  # noqa: F401
 
-from agents.qwen.tiny import main
+from think2seg.agents.qwen.tiny import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -44,8 +44,9 @@ from typing import Any
 import numpy as np
 import torch
 
-if __package__ in (None, ""):  # run as a file: make agents/ and t2s_env/ importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: import the checkout as think2seg.*
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _checkout  # noqa: F401
 
 #: Qwen/Qwen2.5-VL-3B-Instruct's config.json (architecture only; no download).
 QWEN25_VL_3B_TEXT = dict(
@@ -95,7 +96,7 @@ def sync(device: torch.device) -> None:
 def build_processor(image_size: int):
     """The tiny builder's tokenizer (Qwen special tokens + chat template) and a Qwen2.5-VL
     processor pinned to ``image_size``; ids beyond its vocabulary are never decoded."""
-    from agents.qwen.tiny import build_tiny_processor, build_tiny_tokenizer
+    from think2seg.agents.qwen.tiny import build_tiny_processor, build_tiny_tokenizer
 
     return build_tiny_processor(build_tiny_tokenizer(image_size=image_size), image_size)
 
@@ -178,7 +179,7 @@ def completion_logps(model, inputs: dict[str, Any], n_completion: int) -> torch.
 def grpo_step(model, ref, optimizer, processor, scorer, image, gt, args, scoring: str, device) -> dict[str, float]:
     from t2s_env import build_messages
 
-    from agents.qwen.generation import generation_kwargs, to_pil
+    from think2seg.agents.qwen.generation import generation_kwargs, to_pil
 
     t: dict[str, float] = {}
     G = args.num_generations

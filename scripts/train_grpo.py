@@ -51,8 +51,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import yaml
 
-if __package__ in (None, ""):  # run as a file (accelerate launch scripts/train_grpo.py): find agents/
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: import the checkout as think2seg.*
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _checkout  # noqa: F401
 
 from t2s_env import (
     ConfigError,
@@ -419,7 +420,7 @@ def resolve_model_path(cfg: TrainConfig) -> str:
     if cfg.model.startswith("tiny:"):
         from accelerate import PartialState
 
-        from agents.qwen.tiny import build_tiny_qwen
+        from think2seg.agents.qwen.tiny import build_tiny_qwen
 
         path = os.path.expanduser(cfg.model[len("tiny:") :] or os.path.join(cfg.output_dir, "tiny-qwen"))
         with PartialState().main_process_first():
@@ -431,7 +432,7 @@ def resolve_model_path(cfg: TrainConfig) -> str:
 def load_policy(path: str, cfg: TrainConfig) -> Any:
     import torch
 
-    from agents.qwen.loading import load_model
+    from think2seg.agents.qwen.loading import load_model
 
     dtype = torch.bfloat16 if cfg.bf16 else torch.float32
     model = load_model(path, dtype=dtype, attn_implementation=cfg.attn_implementation)
@@ -607,7 +608,7 @@ class T2SCallback(_trainer_callback_base()):  # type: ignore[misc]
         the parameters are gathered collectively), scored and logged on rank 0."""
         from trl.models.utils import unwrap_model_for_generation
 
-        from agents.qwen.generation import generate_completions
+        from think2seg.agents.qwen.generation import generate_completions
         from t2s_env.render import draw_overlay, image_grid
 
         tr = self.trainer
@@ -753,7 +754,7 @@ def grpo_args(cfg: TrainConfig, reward_weights: list[float]) -> Any:
 def build_run(cfg: TrainConfig) -> Run:
     """Everything up to ``trainer.train()``; tests use it to inspect or spy."""
     from accelerate import PartialState
-    from agents.qwen.loading import check_model_dir, load_processor
+    from think2seg.agents.qwen.loading import check_model_dir, load_processor
 
     state = PartialState()
     os.makedirs(cfg.output_dir, exist_ok=True)

@@ -2,9 +2,9 @@
 
     t2s data synth --out DIR [--n N] [--seed S] [--splits train,val,test]
     t2s data check earthreason --root DIR [--split S]
-    t2s bench [...]              (benchmarks.harness)
-    t2s leaderboard [...]        (benchmarks.leaderboard)
-    t2s train grpo --config F    (scripts.train_grpo)
+    t2s bench [...]              (think2seg.benchmarks.harness)
+    t2s leaderboard [...]        (think2seg.benchmarks.leaderboard)
+    t2s train grpo --config F    (think2seg.scripts.train_grpo)
 
 A user error (:class:`T2SError`) prints one line ``t2s: error: ...`` and exits with 2.
 """
@@ -21,10 +21,10 @@ from .errors import T2SError
 
 # Subcommands implemented outside the environment library: module, function(argv) -> int.
 DELEGATED = {
-    "bench": ("benchmarks.harness", "main", "run agents on a dataset and record the results"),
-    "leaderboard": ("benchmarks.leaderboard", "main", "print the leaderboard of recorded runs"),
+    "bench": ("think2seg.benchmarks.harness", "main", "run agents on a dataset and record the results"),
+    "leaderboard": ("think2seg.benchmarks.leaderboard", "main", "print the leaderboard of recorded runs"),
 }
-TRAIN = {"grpo": ("scripts.train_grpo", "main", "GRPO training of a Qwen2.5-VL prompter with trl")}
+TRAIN = {"grpo": ("think2seg.scripts.train_grpo", "main", "GRPO training of a Qwen2.5-VL prompter with trl")}
 
 
 def _data_synth(args: argparse.Namespace) -> int:

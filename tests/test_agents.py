@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents import BASELINES, ORACLES, REGISTRY, make_agent
-from agents.oracles import components, spread_points
+from think2seg.agents import BASELINES, ORACLES, REGISTRY, make_agent
+from think2seg.agents.oracles import components, spread_points
 from t2s_env import ConfigError, Scorer, parse_completion, summarize_records
 from tests.datagen import rectangle_mask
 

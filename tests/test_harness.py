@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import yaml
 
-import agents
-from agents.oracles import OracleBoxAgent
-from benchmarks import harness
-from benchmarks.results_store import ResultsStore
+from think2seg import agents
+from think2seg.agents.oracles import OracleBoxAgent
+from think2seg.benchmarks import harness
+from think2seg.benchmarks.results_store import ResultsStore
 from t2s_env import summarize_records
 from t2s_env.cli import main as t2s_main
 from tests.datagen import rectangle_mask, write_sample

@@ -8,8 +8,8 @@ import sqlite3
 
 import pytest
 
-from benchmarks.leaderboard import COLUMNS, collect, render_leaderboard
-from benchmarks.results_store import ResultsStore, RunRow
+from think2seg.benchmarks.leaderboard import COLUMNS, collect, render_leaderboard
+from think2seg.benchmarks.results_store import ResultsStore, RunRow
 from t2s_env.cli import main as t2s_main
 
 

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("trl")
 
-from scripts import train_grpo as tg  # noqa: E402
+from think2seg.scripts import train_grpo as tg  # noqa: E402
 from t2s_env import ConfigError, Scorer, T2SError  # noqa: E402
 from tests.conftest import TINY_QWEN_SIZE  # noqa: E402
 from tests.datagen import write_rectangle_dataset  # noqa: E402

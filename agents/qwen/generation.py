@@ -1,6 +1,6 @@
 """Batched, left-padded generation for Qwen2.5-VL: chat messages + images in, new text out.
 
-Shared by :class:`agents.qwen.QwenPrompter` and the training script's validation pass, so
+Shared by :class:`think2seg.agents.qwen.QwenPrompter` and the training script's validation pass, so
 that evaluation during training sees exactly what the benchmark sees.
 """
 

@@ -1,6 +1,6 @@
 """A tiny random Qwen2.5-VL, built offline, for tests and the CPU recipe.
 
-    from agents.qwen.tiny import build_tiny_qwen
+    from think2seg.agents.qwen.tiny import build_tiny_qwen
     path = build_tiny_qwen("runs/tiny-qwen", image_size=112)
 
 writes a Hugging Face directory (``config.json``, weights, tokenizer, processor, chat
