@@ -611,6 +611,7 @@ def _dataset_names() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run agents on a dataset and record the results."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.batch_size < 1:

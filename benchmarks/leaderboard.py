@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Print the leaderboard of recorded runs."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     wanted = [d.strip() for v in args.dataset or () for d in v.split(",") if d.strip()]
     for d in wanted:

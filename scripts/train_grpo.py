@@ -829,6 +829,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """GRPO training of a Qwen2.5-VL prompter with trl."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     overrides = list(args.overrides)
     if args.resume is not None and "=" in args.resume:  # `--resume key=value ...`: a bare --resume

@@ -2,9 +2,14 @@
 
     t2s data synth --out DIR [--n N] [--seed S] [--splits train,val,test]
     t2s data check earthreason --root DIR [--split S]
-    t2s bench [...]              (think2seg.benchmarks.harness)
-    t2s leaderboard [...]        (think2seg.benchmarks.leaderboard)
-    t2s train grpo --config F    (think2seg.scripts.train_grpo)
+    t2s bench [...]              (registered by think2seg.benchmarks)
+    t2s leaderboard [...]        (registered by think2seg.benchmarks)
+    t2s train grpo --config F    (registered by think2seg.scripts)
+
+The environment library owns only ``data``. Every other subcommand is registered by the
+application that implements it, through the entry-point group ``think2seg.commands``
+(name ``bench`` or ``train.grpo`` -> ``module:function(argv) -> int``), so ``t2s_env``
+imports nothing above itself and a third-party package can add a subcommand the same way.
 
 A user error (:class:`T2SError`) prints one line ``t2s: error: ...`` and exits with 2.
 """
@@ -12,19 +17,20 @@ A user error (:class:`T2SError`) prints one line ``t2s: error: ...`` and exits w
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.metadata
 import os
 import sys
 from typing import Callable, Sequence
 
 from .errors import T2SError
 
-# Subcommands implemented outside the environment library: module, function(argv) -> int.
-DELEGATED = {
-    "bench": ("think2seg.benchmarks.harness", "main", "run agents on a dataset and record the results"),
-    "leaderboard": ("think2seg.benchmarks.leaderboard", "main", "print the leaderboard of recorded runs"),
-}
-TRAIN = {"grpo": ("think2seg.scripts.train_grpo", "main", "GRPO training of a Qwen2.5-VL prompter with trl")}
+#: The entry-point group through which applications register subcommands.
+COMMAND_GROUP = "think2seg.commands"
+
+
+def registered_commands() -> dict[tuple[str, ...], importlib.metadata.EntryPoint]:
+    """``("bench",)`` or ``("train", "grpo")`` -> its entry point (not loaded)."""
+    return {tuple(ep.name.split(".")): ep for ep in importlib.metadata.entry_points(group=COMMAND_GROUP)}
 
 
 def _data_synth(args: argparse.Namespace) -> int:
@@ -91,33 +97,48 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--lenient", action="store_true", help="skip broken images with a warning instead of failing")
     check.set_defaults(func=_data_check)
 
-    for name, (_, _, help_text) in DELEGATED.items():
-        sp = sub.add_parser(name, help=help_text, add_help=False)
+    # Registered subcommands parse their own options (and their own --help); the parser built
+    # here only lists them (it is built for ``t2s --help`` and usage errors, never on the
+    # path of a registered command, so loading them to read their summaries costs nothing there).
+    commands = registered_commands()
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for path in sorted(commands):
+        if len(path) == 1:
+            sp = sub.add_parser(path[0], help=_summary(commands[path]), add_help=False)
+            sp.add_argument("rest", nargs=argparse.REMAINDER)
+            continue
+        if path[0] not in groups:
+            gp = sub.add_parser(path[0], help=f"{path[0]} subcommands")
+            groups[path[0]] = gp.add_subparsers(dest=f"{path[0]}_command", required=True, metavar="ACTION")
+        sp = groups[path[0]].add_parser(path[1], help=_summary(commands[path]), add_help=False)
         sp.add_argument("rest", nargs=argparse.REMAINDER)
-    train = sub.add_parser("train", help="train a prompter")
-    tsub = train.add_subparsers(dest="train_command", required=True, metavar="ALGO")
-    for name, (_, _, help_text) in TRAIN.items():
-        tp = tsub.add_parser(name, help=help_text, add_help=False)
-        tp.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 
 
-def _delegate(module: str, func: str, argv: Sequence[str]) -> int:
-    fn: Callable[[Sequence[str]], int] = getattr(importlib.import_module(module), func)
-    return int(fn(list(argv)) or 0)
+def _summary(ep: importlib.metadata.EntryPoint) -> str:
+    """First line of the command function's docstring."""
+    doc = (getattr(ep.load(), "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ep.value
+
+
+def _find_registered(argv: Sequence[str]) -> tuple[Callable[[Sequence[str]], int], list[str]] | None:
+    """The registered command that ``argv`` starts with, and the arguments left for it."""
+    commands = registered_commands()
+    for n in (2, 1):
+        ep = commands.get(tuple(argv[:n])) if len(argv) >= n else None
+        if ep is not None:
+            return ep.load(), list(argv[n:])
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    # Delegated commands parse their own options (and their own --help).
     try:
-        if argv and argv[0] in DELEGATED:
-            module, func, _ = DELEGATED[argv[0]]
-            return _delegate(module, func, argv[1:])
-        if len(argv) >= 2 and argv[0] == "train" and argv[1] in TRAIN:
-            module, func, _ = TRAIN[argv[1]]
-            return _delegate(module, func, argv[2:])
+        found = _find_registered(argv)
+        if found is not None:
+            fn, rest = found
+            return int(fn(rest) or 0)
+        parser = build_parser()
         args = parser.parse_args(argv)
         return int(args.func(args) or 0)
     except T2SError as exc:
