@@ -10,6 +10,14 @@ import pytest
 from tests.datagen import write_rectangle_dataset
 
 
+def pytest_configure(config):
+    # CI has 2 shared cores: torch's intra-op threads contending with other work slowed a
+    # tiny GRPO step 40-70x, one thread only 2x (ECOSYSTEM.md). T2S_TEST_THREADS overrides.
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("T2S_TEST_THREADS", "1")))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
     """The embedded synthetic set is generated once per session into a private cache."""
