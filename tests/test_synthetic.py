@@ -70,7 +70,7 @@ def test_templates_never_name_their_category():
     for cat in CATEGORIES:
         assert len(cat.qa) >= 5, f"{cat.name}: too few question templates"
         for question, _ in cat.qa:
-            for prefix in synthetic._PREFIXES:
+            for prefix in synthetic.catalogue._PREFIXES:
                 text = prefix + question[0].lower() + question[1:] if prefix else question
                 assert not names_category(text, cat.name), f"{cat.name}: {text!r}"
 
@@ -275,7 +275,7 @@ def test_read_only_parent_is_a_dataset_error(tmp_path):
 
 
 def test_failure_part_way_leaves_nothing_behind(tmp_path, monkeypatch):
-    real, calls = synthetic._write_sample, []
+    real, calls = synthetic.writer._write_sample, []
 
     def failing(base, sample):
         calls.append(sample.image_id)
@@ -283,7 +283,7 @@ def test_failure_part_way_leaves_nothing_behind(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         real(base, sample)
 
-    monkeypatch.setattr(synthetic, "_write_sample", failing)
+    monkeypatch.setattr(synthetic.writer, "_write_sample", failing)
     out = tmp_path / "out"
     with pytest.raises(DatasetError, match="No space left"):
         generate(out, n=3, splits=("val",))
@@ -292,7 +292,7 @@ def test_failure_part_way_leaves_nothing_behind(tmp_path, monkeypatch):
     def interrupted(base, sample):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synthetic, "_write_sample", interrupted)
+    monkeypatch.setattr(synthetic.writer, "_write_sample", interrupted)
     with pytest.raises(KeyboardInterrupt):
         generate(out, n=3, splits=("val",))
     assert list(tmp_path.iterdir()) == []
