@@ -107,7 +107,8 @@ def agent_specs_from_yaml(path: str) -> list[Any]:
 
 
 def _agent_name(spec: Any) -> str:
-    return str(spec["name"] if isinstance(spec, Mapping) else spec).partition(":")[0]
+    """A built-in or entry-point name, or a plug-in's ``module.path:Class``."""
+    return agent_registry.split_spec(str(spec["name"] if isinstance(spec, Mapping) else spec))[0]
 
 
 def build_agent(spec: Any, prompt_variant: str) -> tuple[Agent, dict[str, Any]]:
@@ -123,7 +124,8 @@ def build_agent(spec: Any, prompt_variant: str) -> tuple[Agent, dict[str, Any]]:
     if "prompt_variant" in params and "prompt_variant" not in given:
         options["prompt_variant"] = prompt_variant
     agent = agent_registry.make_agent(dict(spec) if isinstance(spec, Mapping) else spec, **options)
-    return agent, {"spec": dict(spec) if isinstance(spec, Mapping) else str(spec), "options": options}
+    return agent, {"spec": dict(spec) if isinstance(spec, Mapping) else str(spec), "options": options,
+                   "source": agent_registry.agent_source(spec)}
 
 
 def rebuild_agent(recipe: Mapping[str, Any]) -> Agent:
@@ -281,7 +283,7 @@ def make_record(sample: Any, completion: str | None, error: str | None, result: 
                 protocol: MetricProtocol) -> dict[str, Any]:
     """One samples.jsonl line. ``iou`` is the metric IoU under the run's protocol."""
     iou, _ = per_sample_iou([result.intersection], [result.union], [result.gt_empty], [result.pred_empty],
-                            [result.parsed_ok], protocol.empty_rule)
+                            [result.parsed_ok], [result.answer_empty], protocol.empty_rule)
     return {
         "sample_id": sample.sample_id,
         "image_id": sample.image_id,
@@ -293,6 +295,7 @@ def make_record(sample: Any, completion: str | None, error: str | None, result: 
         "union": int(result.union),
         "gt_empty": bool(result.gt_empty),
         "pred_empty": bool(result.pred_empty),
+        "answer_empty": bool(result.answer_empty),
         "reward": float(result.reward),
         "reward_components": {k: float(v) for k, v in result.reward_components.items()},
         "json_ok": bool(result.json_ok),
@@ -478,8 +481,8 @@ def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str])
     if not specs:
         specs = [*agent_registry.BASELINES, *agent_registry.ORACLES]
     for spec in specs:
-        if _agent_name(spec) not in agent_registry.REGISTRY:
-            raise ConfigError(f"unknown agent {_agent_name(spec)!r}; valid: {', '.join(agent_registry.available_agents())}")
+        if _agent_name(spec) not in agent_registry.REGISTRY:  # plug-ins: import and check the class now
+            agent_registry.agent_class(_agent_name(spec))
     seg_specs = {d: args.segmenter or default_segmenter(d) for d in datasets}
     for s in set(seg_specs.values()):
         check_segmenter_name(s)
@@ -579,7 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="dataset root for real datasets (the folder holding train/ val/ test/)")
     p.add_argument("--agents", action="append", metavar="A,B,...",
                    help="agents as name[:arg], comma-separated (default: every baseline and oracle); "
-                   "names: " + ", ".join(agent_registry.available_agents()))
+                   "names: " + ", ".join(agent_registry.available_agents())
+                   + "; or a plug-in as module.path:Class[:arg] (docs/agents.md)")
     p.add_argument("--agent-config", metavar="FILE.yaml",
                    help="YAML list of agents with options, e.g. [{name: center-box, fraction: 0.3}]")
     p.add_argument("--segmenter", metavar="NAME",

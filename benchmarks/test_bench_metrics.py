@@ -36,7 +36,8 @@ def count_and_summarize(pred: np.ndarray, gt: np.ndarray) -> dict:
     cols = [np.concatenate(c) for c in (inter, union, gt_empty, pred_empty)]
     parsed = np.ones(N_MASKS, dtype=bool)
     parsed[::50] = False  # 2 % parse failures
-    return {p: summarize(*cols, parsed, protocol=p) for p in ("strict", "t2s-compat")}
+    answer_empty = np.zeros(N_MASKS, dtype=bool)  # every parsed answer names an instance
+    return {p: summarize(*cols, parsed, answer_empty, protocol=p) for p in ("strict", "t2s-compat")}
 
 
 def test_summarize_10k_masks_840(benchmark, figures):

@@ -1,17 +1,19 @@
-"""Segmentation metrics with explicit, recorded protocol choices (SPEC §8).
+"""Segmentation metrics with explicit, recorded protocol choices (SPEC §8, §8.1).
 
 A :class:`MetricProtocol` names every choice the published codebases make differently:
-how an empty ground truth is scored, the Pr@X comparator, whether empty-GT samples count
-in cIoU and whether parse failures count in the Pr@X denominator, plus the resolution and
-question choice of the data. ``strict`` (the default) hides nothing; ``t2s-compat``
-reproduces Think2Seg-RS's evaluation so that numbers compare with the paper.
+how an empty ground truth is scored, the Pr@X comparator and denominator, whether
+empty-GT samples count in cIoU, what an empty denominator reports, the geometry the
+prompts reach the segmenter with, and the frame (resolution) the agent, the segmenter and
+the IoU work in. ``strict`` (the default) hides nothing; ``t2s-compat`` reproduces
+Think2Seg-RS's evaluation so that numbers compare with the paper; ``native`` and
+``segearth-1024`` change only the frame. docs/benchmark.md tables every field.
 
 Everything works on per-sample arrays (intersection, union, flags) and is vectorised.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -21,20 +23,53 @@ from .errors import ConfigError
 
 EMPTY_RULES = ("t2s", "one", "zero", "skip")
 COMPARATORS = (">=", ">")
+PR_DENOMINATORS = ("all", "parsed", "predicted")
+EMPTY_DENOMINATORS = ("none", "zero")
+PROMPT_GEOMETRIES = ("clipped", "raw")
+RESIZES = ("square", "pad")
+IOU_FRAMES = ("agent", "original")
+QUESTIONS = ("first", "random", "all")
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+#: summary keys that get a bootstrap interval
+INTERVAL_KEYS = ("gIoU", "cIoU", "Pr@0.5")
+
+#: field -> its valid values (None: any value of the field's type)
+_CHOICES: dict[str, tuple | None] = {
+    "empty_rule": EMPTY_RULES,
+    "comparator": COMPARATORS,
+    "ciou_includes_empty_gt": (True, False),
+    "pr_denominator": PR_DENOMINATORS,
+    "empty_denominator": EMPTY_DENOMINATORS,
+    "prompt_geometry": PROMPT_GEOMETRIES,
+    "image_size": None,
+    "resize": RESIZES,
+    "iou_frame": IOU_FRAMES,
+    "question": QUESTIONS,
+}
+MAX_IMAGE_SIZE = 4096
 
 
 @dataclass(frozen=True)
 class MetricProtocol:
-    """How a split is scored. Stored with every result.
+    """How a split is scored. Stored in full with every result.
 
-    - ``empty_rule`` (empty GT): ``t2s`` 1 iff the answer parsed and the predicted mask is
-      empty; ``one`` 1 iff the union is 0 (an empty prediction, parsed or not); ``zero``
-      always 0; ``skip`` the sample is left out of gIoU, cIoU and Pr@X.
+    - ``empty_rule`` (empty GT): ``t2s`` 1 iff the answer is exactly ``[]`` (Think2Seg-RS:
+      a non-empty answer scores 0 even when its mask comes out empty); ``one`` 1 iff the
+      union is 0 (LISA, SegEarth-R1); ``zero`` always 0 (RMSIN); ``skip`` the sample is left
+      out of gIoU, cIoU and Pr@X (Seg-Zero).
     - ``comparator``: Pr@X counts IoU ``>=`` X or ``>`` X.
     - ``ciou_includes_empty_gt``: empty-GT samples add their false positives to ΣU.
-    - ``pr_counts_failures``: parse failures stay in the Pr@X denominator.
-    - ``image_size``: side of the square frame IoU is computed in (None: native size).
+    - ``pr_denominator``: who is in the Pr@X denominator: ``all`` samples; ``parsed``
+      ones; ``predicted`` ones, i.e. samples with a mask (the answer parsed and is not
+      ``[]``, or the GT is empty: upstream gives those an all-zero mask).
+    - ``empty_denominator``: a metric with nothing in its denominator is ``none`` (null)
+      or ``zero`` (0.0, as upstream prints).
+    - ``prompt_geometry``: ``clipped`` prompts are clipped to the frame, box corners
+      reordered, before de-duplication and the segmenter; ``raw`` as written (upstream).
+    - ``image_size``: side of the agent's frame; ``resize``: ``square`` stretches the
+      image to it, ``pad`` scales the long side to it and pads bottom/right with black.
+    - ``iou_frame``: the segmenter and the IoU work in the ``agent`` frame, or at the
+      ``original`` size (the agent's prompts are mapped back).
     - ``question``: which question of an image is asked (``first``, ``random``, ``all``).
     """
 
@@ -42,33 +77,73 @@ class MetricProtocol:
     empty_rule: str = "t2s"
     comparator: str = ">="
     ciou_includes_empty_gt: bool = True
-    pr_counts_failures: bool = True
-    image_size: int | None = 840
+    pr_denominator: str = "all"
+    empty_denominator: str = "none"
+    prompt_geometry: str = "clipped"
+    image_size: int = 840
+    resize: str = "square"
+    iou_frame: str = "agent"
     question: str = "first"
 
     def __post_init__(self) -> None:
-        if self.empty_rule not in EMPTY_RULES:
-            raise ConfigError(f"empty_rule {self.empty_rule!r} is not one of {', '.join(EMPTY_RULES)}")
-        if self.comparator not in COMPARATORS:
-            raise ConfigError(f"comparator {self.comparator!r} is not one of {', '.join(COMPARATORS)}")
+        for key, valid in _CHOICES.items():
+            value = getattr(self, key)
+            if valid is not None and (value not in valid or type(value) is not type(valid[0])):
+                raise ConfigError(
+                    f"protocol field {key}={value!r} is not valid; valid: {', '.join(map(_show, valid))}"
+                )
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or not (
+            16 <= self.image_size <= MAX_IMAGE_SIZE
+        ):
+            raise ConfigError(f"protocol field image_size={self.image_size!r} must be an integer in 16..{MAX_IMAGE_SIZE}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MetricProtocol":
+        """A protocol from a recorded dict, including run.yaml files of earlier versions."""
+        data = dict(data)
+        if "pr_counts_failures" in data:  # schema 1: a bool
+            data.setdefault("pr_denominator", "all" if data.pop("pr_counts_failures") else "parsed")
+        if data.get("image_size", 840) is None:  # schema 1: None meant native
+            data.update(image_size=840, iou_frame="original")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown protocol field(s) {', '.join(unknown)}; valid: {', '.join(protocol_fields())}")
+        return cls(**data)
+
+
+def _show(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def protocol_fields() -> list[str]:
+    """The fields a ``--protocol-option`` may set."""
+    return [f.name for f in fields(MetricProtocol) if f.name != "name"]
+
 
 PROTOCOLS: dict[str, MetricProtocol] = {
     "strict": MetricProtocol(),
-    # Think2Seg-RS's evaluation: empty GT out of cIoU, failures out of the Pr denominator,
-    # a seeded random question per image, everything at 840×840.
+    # Think2Seg-RS's evaluation (SPEC §8.1): empty GT out of cIoU, only samples with a
+    # mask in the Pr denominator, 0.0 for empty denominators, raw prompts, a seeded random
+    # question per image, everything at 840×840.
     "t2s-compat": MetricProtocol(
         name="t2s-compat",
         empty_rule="t2s",
         comparator=">=",
         ciou_includes_empty_gt=False,
-        pr_counts_failures=False,
+        pr_denominator="predicted",
+        empty_denominator="zero",
+        prompt_geometry="raw",
         image_size=840,
         question="random",
     ),
+    # The agent sees the 840 frame (what released checkpoints expect); its prompts are
+    # mapped back, the segmenter runs on the original image, IoU at the original size.
+    "native": MetricProtocol(name="native", iou_frame="original"),
+    # SegEarth-R1: long side 1024, padded to a square; always the first question.
+    "segearth-1024": MetricProtocol(name="segearth-1024", empty_rule="one", image_size=1024, resize="pad"),
 }
 
 
@@ -85,10 +160,36 @@ def get_protocol(protocol: "str | MetricProtocol | Mapping[str, Any]") -> Metric
             ) from None
     options = dict(protocol)
     base = get_protocol(options.pop("preset", "strict"))
-    try:
-        return replace(base, **options)
-    except TypeError as exc:
-        raise ConfigError(f"bad protocol options {sorted(options)}: {exc}") from None
+    unknown = sorted(set(options) - set(protocol_fields()) - {"name"})
+    if unknown:
+        raise ConfigError(f"unknown protocol field(s) {', '.join(unknown)}; valid: {', '.join(protocol_fields())}")
+    changed = {k: v for k, v in options.items() if getattr(base, k) != v}
+    name = options.pop("name", None) or (
+        base.name + "".join(f"+{k}={_show(v)}" for k, v in sorted(changed.items()) if k != "name")
+    )
+    return replace(base, **{**options, "name": name})
+
+
+def protocol_with_options(preset: str, options: Mapping[str, str]) -> MetricProtocol:
+    """``--protocol NAME --protocol-option KEY=VALUE ...``: values are text, converted to
+    each field's type; unknown fields and values are errors listing the valid ones."""
+    base = get_protocol(preset)
+    typed: dict[str, Any] = {}
+    for key, text in options.items():
+        if key not in protocol_fields():
+            raise ConfigError(f"unknown --protocol-option {key!r}; valid: {', '.join(protocol_fields())}")
+        valid = _CHOICES[key]
+        if key == "image_size":
+            try:
+                typed[key] = int(str(text))
+            except ValueError:
+                raise ConfigError(f"--protocol-option image_size={text!r} must be an integer") from None
+        else:
+            match = [v for v in valid if _show(v) == str(text).strip().lower() or v == text]
+            if not match:
+                raise ConfigError(f"--protocol-option {key}={text!r} is not valid; valid: {', '.join(map(_show, valid))}")
+            typed[key] = match[0]
+    return get_protocol({"preset": base.name, **typed}) if typed else base
 
 
 def intersection_union(pred: Any, gt: Any) -> tuple[Any, Any]:
@@ -117,19 +218,25 @@ def per_sample_iou(
     gt_empty: Sequence[bool],
     pred_empty: Sequence[bool],
     parsed_ok: Sequence[bool],
+    answer_empty: Sequence[bool],
     empty_rule: str = "t2s",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample IoU under an empty-GT rule -> (iou float64 (N,), counted bool (N,))."""
+    """Per-sample IoU under an empty-GT rule -> (iou float64 (N,), counted bool (N,)).
+
+    ``answer_empty``: the answer parsed and is exactly ``[]`` (not: its mask is empty).
+    """
     if empty_rule not in EMPTY_RULES:
         raise ConfigError(f"empty_rule {empty_rule!r} is not one of {', '.join(EMPTY_RULES)}")
     inter = np.asarray(intersection, dtype=np.float64)
     uni = np.asarray(union, dtype=np.float64)
     gt_empty = np.asarray(gt_empty, dtype=bool)
-    pred_empty = np.asarray(pred_empty, dtype=bool)
     parsed_ok = np.asarray(parsed_ok, dtype=bool)
+    answer_empty = np.asarray(answer_empty, dtype=bool)
     iou = np.divide(inter, uni, out=np.zeros_like(inter), where=uni > 0)
     if empty_rule == "t2s":
-        empty_score = (parsed_ok & pred_empty).astype(np.float64)
+        # Upstream: 1.0 only when the parsed answer has no instance; a box whose mask
+        # comes out empty (e.g. outside the frame) is still a wrong "there is one".
+        empty_score = (parsed_ok & answer_empty).astype(np.float64)
     elif empty_rule == "one":
         empty_score = (uni == 0).astype(np.float64)
     else:
@@ -139,44 +246,202 @@ def per_sample_iou(
     return iou, counted
 
 
+@dataclass
+class _Columns:
+    """Per-sample arrays and the masks of who enters which denominator."""
+
+    inter: np.ndarray
+    uni: np.ndarray
+    iou: np.ndarray
+    counted: np.ndarray
+    in_ciou: np.ndarray
+    in_pr: np.ndarray
+    gt_e: np.ndarray
+    pred_e: np.ndarray
+    ok: np.ndarray
+    answer_e: np.ndarray
+
+
+def _columns(intersection, union, gt_empty, pred_empty, parsed_ok, answer_empty, proto: MetricProtocol) -> _Columns:
+    inter = np.asarray(intersection, dtype=np.float64)
+    uni = np.asarray(union, dtype=np.float64)
+    gt_e = np.asarray(gt_empty, dtype=bool)
+    pred_e = np.asarray(pred_empty, dtype=bool)
+    ok = np.asarray(parsed_ok, dtype=bool)
+    ans_e = np.asarray(answer_empty, dtype=bool) & ok
+    iou, counted = per_sample_iou(inter, uni, gt_e, pred_e, ok, ans_e, proto.empty_rule)
+    in_ciou = counted & (proto.ciou_includes_empty_gt | ~gt_e)
+    if proto.pr_denominator == "all":
+        in_pr = counted
+    elif proto.pr_denominator == "parsed":
+        in_pr = counted & ok
+    else:  # "predicted": upstream counts a sample when it produced a mask
+        in_pr = counted & ok & (~ans_e | gt_e)
+    return _Columns(inter, uni, iou, counted, in_ciou, in_pr, gt_e, pred_e, ok, ans_e)
+
+
+def _hits(iou: np.ndarray, threshold: float, comparator: str) -> np.ndarray:
+    return iou >= threshold if comparator == ">=" else iou > threshold
+
+
 def summarize(
     intersection: Sequence[int],
     union: Sequence[int],
     gt_empty: Sequence[bool],
     pred_empty: Sequence[bool],
     parsed_ok: Sequence[bool],
+    answer_empty: Sequence[bool],
     protocol: "str | MetricProtocol" = "strict",
 ) -> dict[str, Any]:
-    """gIoU, cIoU, Pr@0.5…0.9, N-Acc, n, n_failed (fractions in [0, 1]; None if undefined)."""
+    """gIoU, cIoU, Pr@0.5…0.9, N-Acc, n, n_failed (fractions in [0, 1]; an empty
+    denominator gives None, or 0.0 under ``empty_denominator: zero``)."""
     proto = get_protocol(protocol)
-    inter = np.asarray(intersection, dtype=np.float64)
-    uni = np.asarray(union, dtype=np.float64)
-    gt_e = np.asarray(gt_empty, dtype=bool)
-    pred_e = np.asarray(pred_empty, dtype=bool)
-    ok = np.asarray(parsed_ok, dtype=bool)
-    iou, counted = per_sample_iou(inter, uni, gt_e, pred_e, ok, proto.empty_rule)
+    c = _columns(intersection, union, gt_empty, pred_empty, parsed_ok, answer_empty, proto)
+    empty = 0.0 if proto.empty_denominator == "zero" else None
 
-    giou = float(iou[counted].mean()) if counted.any() else None
-    in_ciou = counted & (proto.ciou_includes_empty_gt | ~gt_e)
-    if not in_ciou.any():
-        ciou = None
+    giou = float(c.iou[c.counted].mean()) if c.counted.any() else empty
+    sum_u = c.uni[c.in_ciou].sum()
+    if not c.in_ciou.any():
+        ciou = empty
+    elif sum_u > 0:
+        ciou = float(c.inter[c.in_ciou].sum() / sum_u)
     else:
-        sum_u = uni[in_ciou].sum()
-        # Nothing predicted and nothing to find: every included sample is perfect.
-        ciou = float(inter[in_ciou].sum() / sum_u) if sum_u > 0 else 1.0
-    in_pr = counted & (proto.pr_counts_failures | ok)
+        # Nothing predicted and nothing to find: every included sample is perfect
+        # (upstream prints 0.0 for ΣU = 0).
+        ciou = 1.0 if empty is None else 0.0
     out: dict[str, Any] = {"gIoU": giou, "cIoU": ciou}
     for t in THRESHOLDS:
-        hit = iou >= t if proto.comparator == ">=" else iou > t
-        out[f"Pr@{t}"] = float(hit[in_pr].mean()) if in_pr.any() else None
-    out["N-Acc"] = float((ok & pred_e)[gt_e].mean()) if gt_e.any() else None
-    out["n"] = int(len(inter))
-    out["n_failed"] = int((~ok).sum())
-    out["n_empty_gt"] = int(gt_e.sum())
+        out[f"Pr@{t}"] = float(_hits(c.iou, t, proto.comparator)[c.in_pr].mean()) if c.in_pr.any() else empty
+    # N-Acc is not an upstream metric: with no empty GT it is undefined under every protocol.
+    out["N-Acc"] = float(c.answer_e[c.gt_e].mean()) if c.gt_e.any() else None
+    out["n"] = int(len(c.inter))
+    out["n_failed"] = int((~c.ok).sum())
+    out["n_empty_gt"] = int(c.gt_e.sum())
+    out["n_pr"] = int(c.in_pr.sum())
     return out
 
 
+RECORD_KEYS = ("intersection", "union", "gt_empty", "pred_empty", "parsed_ok", "answer_empty")
+
+
+def record_columns(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The per-sample columns of sample records (samples.jsonl lines). Records written
+    before ``answer_empty`` was recorded derive it from their prompts."""
+    cols: dict[str, list[Any]] = {k: [] for k in RECORD_KEYS}
+    for r in records:
+        for k in RECORD_KEYS[:-1]:
+            cols[k].append(r[k])
+        if "answer_empty" in r:
+            cols["answer_empty"].append(bool(r["answer_empty"]))
+        else:
+            cols["answer_empty"].append(bool(r["parsed_ok"]) and not r.get("prompts"))
+    return cols
+
+
 def summarize_records(records: Sequence[Mapping[str, Any]], protocol: "str | MetricProtocol" = "strict") -> dict[str, Any]:
-    """:func:`summarize` over dicts with keys intersection, union, gt_empty, pred_empty, parsed_ok."""
-    cols = {k: [r[k] for r in records] for k in ("intersection", "union", "gt_empty", "pred_empty", "parsed_ok")}
-    return summarize(**cols, protocol=protocol)
+    """:func:`summarize` over dicts with keys intersection, union, gt_empty, pred_empty,
+    parsed_ok and answer_empty."""
+    return summarize(**record_columns(records), protocol=protocol)
+
+
+# -- bootstrap intervals ------------------------------------------------------------------
+
+DEFAULT_BOOTSTRAP = 1000
+_MAX_CELLS = 2_000_000  # resample indices held at once (B × N)
+
+
+def _resampled_stats(c: _Columns, proto: MetricProtocol, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """gIoU, cIoU and Pr@0.5 of each resample (rows of ``idx``); NaN where undefined."""
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+    counted = c.counted[idx]
+    giou = ratio((c.iou[idx] * counted).sum(1), counted.sum(1).astype(np.float64))
+    in_c = c.in_ciou[idx]
+    su = (c.uni[idx] * in_c).sum(1)
+    ciou = ratio((c.inter[idx] * in_c).sum(1), su)
+    # ΣU = 0 with samples present: the value summarize gives
+    ciou = np.where((su == 0) & in_c.any(1), 1.0 if proto.empty_denominator == "none" else 0.0, ciou)
+    in_pr = c.in_pr[idx]
+    pr = ratio((_hits(c.iou, 0.5, proto.comparator)[idx] & in_pr).sum(1).astype(np.float64),
+               in_pr.sum(1).astype(np.float64))
+    return {"gIoU": giou, "cIoU": ciou, "Pr@0.5": pr}
+
+
+def _resample_indices(n: int, n_boot: int, seed: int):
+    """Chunks of (b, n) resample indices; the same seed gives the same sequence."""
+    rng = np.random.default_rng(seed)
+    step = max(1, _MAX_CELLS // max(n, 1))
+    for start in range(0, n_boot, step):
+        yield rng.integers(0, n, size=(min(step, n_boot - start), n))
+
+
+def _interval(values: np.ndarray, level: float) -> list[float] | None:
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None
+    alpha = (1.0 - level) / 2
+    lo, hi = np.quantile(values, [alpha, 1.0 - alpha])
+    return [float(lo), float(hi)]
+
+
+def bootstrap_intervals(
+    records: Sequence[Mapping[str, Any]],
+    protocol: "str | MetricProtocol" = "strict",
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Percentile bootstrap intervals over samples for gIoU, cIoU and Pr@0.5:
+    ``{"gIoU": [lo, hi], ..., "n_boot": B, "seed": s, "level": 0.95}``. Deterministic for
+    a seed; a metric undefined in every resample gets None."""
+    proto = get_protocol(protocol)
+    c = _columns(**record_columns(records), proto=proto)
+    out: dict[str, Any] = {"n_boot": int(n_boot), "seed": int(seed), "level": float(level)}
+    if len(c.inter) == 0 or n_boot < 1:
+        return {**out, **{k: None for k in INTERVAL_KEYS}}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in INTERVAL_KEYS}
+    for idx in _resample_indices(len(c.inter), n_boot, seed):
+        for k, v in _resampled_stats(c, proto, idx).items():
+            parts[k].append(v)
+    for k in INTERVAL_KEYS:
+        out[k] = _interval(np.concatenate(parts[k]), level)
+    return out
+
+
+def paired_bootstrap(
+    records_a: Sequence[Mapping[str, Any]],
+    records_b: Sequence[Mapping[str, Any]],
+    protocol: "str | MetricProtocol" = "strict",
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Paired bootstrap of A − B for gIoU, cIoU and Pr@0.5 on the samples both runs
+    scored (matched by ``sample_id``; the same resamples for both):
+    ``{"gIoU": {"diff": d, "interval": [lo, hi]}, ..., "n": shared samples}``."""
+    proto = get_protocol(protocol)
+    by_id = {r["sample_id"]: r for r in records_b}
+    shared = [r for r in records_a if r["sample_id"] in by_id]
+    if not shared:
+        raise ConfigError("the two runs share no sample ids; a paired comparison needs the same samples")
+    a_recs, b_recs = shared, [by_id[r["sample_id"]] for r in shared]
+    ca = _columns(**record_columns(a_recs), proto=proto)
+    cb = _columns(**record_columns(b_recs), proto=proto)
+    point_a, point_b = summarize_records(a_recs, proto), summarize_records(b_recs, proto)
+    diffs: dict[str, list[np.ndarray]] = {k: [] for k in INTERVAL_KEYS}
+    for idx in _resample_indices(len(shared), n_boot, seed):
+        sa, sb = _resampled_stats(ca, proto, idx), _resampled_stats(cb, proto, idx)
+        for k in INTERVAL_KEYS:
+            diffs[k].append(sa[k] - sb[k])
+    out: dict[str, Any] = {"n": len(shared), "n_boot": int(n_boot), "seed": int(seed), "level": float(level)}
+    for k in INTERVAL_KEYS:
+        a, b = point_a[k], point_b[k]
+        out[k] = {
+            "a": a,
+            "b": b,
+            "diff": None if a is None or b is None else a - b,
+            "interval": _interval(np.concatenate(diffs[k]), level),
+        }
+    return out

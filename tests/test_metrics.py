@@ -17,7 +17,8 @@ from t2s_env.metrics import (
     summarize_records,
 )
 
-# One small split covering every case. Columns: intersection, union, gt_empty, pred_empty, parsed_ok
+# One small split covering every case.
+# Columns: intersection, union, gt_empty, pred_empty, parsed_ok, answer_empty ([] exactly)
 #   S1 non-empty GT, parsed, IoU 30/40 = 0.75
 #   S2 non-empty GT, parsed, IoU 50/100 = 0.5
 #   S3 non-empty GT, parse failure (prediction empty, union = |G| = 20)
@@ -27,16 +28,17 @@ from t2s_env.metrics import (
 #   S7 non-empty GT, parsed, empty prediction ([]), union = |G| = 25
 #   S8 non-empty GT, parsed, IoU 90/100 = 0.9
 SAMPLES = [
-    (30, 40, False, False, True),
-    (50, 100, False, False, True),
-    (0, 20, False, True, False),
-    (0, 0, True, True, True),
-    (0, 10, True, False, True),
-    (0, 0, True, True, False),
-    (0, 25, False, True, True),
-    (90, 100, False, False, True),
+    (30, 40, False, False, True, False),
+    (50, 100, False, False, True, False),
+    (0, 20, False, True, False, False),
+    (0, 0, True, True, True, True),
+    (0, 10, True, False, True, False),
+    (0, 0, True, True, False, False),
+    (0, 25, False, True, True, True),
+    (90, 100, False, False, True, False),
 ]
-COLS = dict(zip(("intersection", "union", "gt_empty", "pred_empty", "parsed_ok"), map(list, zip(*SAMPLES))))
+COLS = dict(zip(("intersection", "union", "gt_empty", "pred_empty", "parsed_ok", "answer_empty"),
+                map(list, zip(*SAMPLES))))
 N = len(SAMPLES)
 
 # Per-sample IoU under each empty-GT rule (None: the sample is left out).
@@ -48,6 +50,8 @@ PER_SAMPLE = {
 }
 FAILED = [not s[4] for s in SAMPLES]
 GT_EMPTY = [s[2] for s in SAMPLES]
+# t2s-compat's Pr denominator: samples with a mask (parsed, and not [] unless the GT is empty)
+PREDICTED = [s[4] and (not s[5] or s[2]) for s in SAMPLES]
 SUM_I = 30 + 50 + 90
 SUM_U_ALL = 40 + 100 + 20 + 0 + 10 + 0 + 25 + 100  # 295
 SUM_U_NONEMPTY = 40 + 100 + 20 + 25 + 100  # 285
@@ -69,8 +73,8 @@ def _expected(rule: str, preset: str, comparator: str = ">=") -> dict:
     out = {"gIoU": giou, "cIoU": si / su}
     for t in THRESHOLDS:
         pool = [
-            v for v, c, f in zip(ious, counted, FAILED)
-            if c and (preset == "strict" or not f)  # t2s-compat: failures out of the denominator
+            v for v, c, p in zip(ious, counted, PREDICTED)
+            if c and (preset == "strict" or p)  # t2s-compat: only samples with a mask
         ]
         hits = [v >= t if comparator == ">=" else v > t for v in pool]
         out[f"Pr@{t}"] = sum(hits) / len(pool)
@@ -103,25 +107,25 @@ HAND = {
         "gIoU": 2.15 / 5, "cIoU": 170 / 285,
         "Pr@0.5": 3 / 5, "Pr@0.6": 2 / 5, "Pr@0.7": 2 / 5, "Pr@0.8": 1 / 5, "Pr@0.9": 1 / 5,
     },
-    ("t2s", "t2s-compat", ">="): {
+    ("t2s", "t2s-compat", ">="): {  # Pr pool: S1 S2 S4 S5 S8 (S3, S6 failed; S7 is [])
         "gIoU": 3.15 / 8, "cIoU": 170 / 285,
-        "Pr@0.5": 4 / 6, "Pr@0.6": 3 / 6, "Pr@0.7": 3 / 6, "Pr@0.8": 2 / 6, "Pr@0.9": 2 / 6,
+        "Pr@0.5": 4 / 5, "Pr@0.6": 3 / 5, "Pr@0.7": 3 / 5, "Pr@0.8": 2 / 5, "Pr@0.9": 2 / 5,
     },
     ("t2s", "t2s-compat", ">"): {
         "gIoU": 3.15 / 8, "cIoU": 170 / 285,
-        "Pr@0.5": 3 / 6, "Pr@0.6": 3 / 6, "Pr@0.7": 3 / 6, "Pr@0.8": 2 / 6, "Pr@0.9": 1 / 6,
+        "Pr@0.5": 3 / 5, "Pr@0.6": 3 / 5, "Pr@0.7": 3 / 5, "Pr@0.8": 2 / 5, "Pr@0.9": 1 / 5,
     },
     ("one", "t2s-compat", ">="): {  # S6 (failure) leaves the Pr pool; it still counts in gIoU
         "gIoU": 4.15 / 8, "cIoU": 170 / 285,
-        "Pr@0.5": 4 / 6, "Pr@0.6": 3 / 6, "Pr@0.7": 3 / 6, "Pr@0.8": 2 / 6, "Pr@0.9": 2 / 6,
+        "Pr@0.5": 4 / 5, "Pr@0.6": 3 / 5, "Pr@0.7": 3 / 5, "Pr@0.8": 2 / 5, "Pr@0.9": 2 / 5,
     },
     ("zero", "t2s-compat", ">="): {
         "gIoU": 2.15 / 8, "cIoU": 170 / 285,
-        "Pr@0.5": 3 / 6, "Pr@0.6": 2 / 6, "Pr@0.7": 2 / 6, "Pr@0.8": 1 / 6, "Pr@0.9": 1 / 6,
+        "Pr@0.5": 3 / 5, "Pr@0.6": 2 / 5, "Pr@0.7": 2 / 5, "Pr@0.8": 1 / 5, "Pr@0.9": 1 / 5,
     },
     ("skip", "t2s-compat", ">="): {
         "gIoU": 2.15 / 5, "cIoU": 170 / 285,
-        "Pr@0.5": 3 / 4, "Pr@0.6": 2 / 4, "Pr@0.7": 2 / 4, "Pr@0.8": 1 / 4, "Pr@0.9": 1 / 4,
+        "Pr@0.5": 3 / 3, "Pr@0.6": 2 / 3, "Pr@0.7": 2 / 3, "Pr@0.8": 1 / 3, "Pr@0.9": 1 / 3,
     },
 }
 
@@ -163,7 +167,8 @@ def test_per_sample_iou_rules(rule):
 def test_default_protocol_is_strict():
     p = get_protocol("strict")
     assert p == MetricProtocol()
-    assert (p.empty_rule, p.comparator, p.ciou_includes_empty_gt, p.pr_counts_failures) == ("t2s", ">=", True, True)
+    assert (p.empty_rule, p.comparator, p.ciou_includes_empty_gt, p.pr_denominator) == ("t2s", ">=", True, "all")
+    assert (p.empty_denominator, p.prompt_geometry, p.iou_frame) == ("none", "clipped", "agent")
     assert summarize(**COLS) == summarize(**COLS, protocol="strict")
     got = summarize(**COLS)
     assert got["cIoU"] == pytest.approx(170 / 295)
@@ -173,18 +178,20 @@ def test_default_protocol_is_strict():
 def test_t2s_compat_preset():
     p = PROTOCOLS["t2s-compat"]
     assert p.empty_rule == "t2s" and p.comparator == ">="
-    assert not p.ciou_includes_empty_gt and not p.pr_counts_failures
+    assert not p.ciou_includes_empty_gt and p.pr_denominator == "predicted"
+    assert p.empty_denominator == "zero" and p.prompt_geometry == "raw" and p.question == "random"
     assert p.image_size == 840
     got = summarize(**COLS, protocol="t2s-compat")
     assert got["cIoU"] == pytest.approx(170 / 285)
-    assert got["Pr@0.5"] == pytest.approx(4 / 6)
+    assert got["Pr@0.5"] == pytest.approx(4 / 5)
     assert got["gIoU"] == pytest.approx(3.15 / 8)
 
 
 def test_strict_false_positive_on_empty_gt_lowers_ciou():
     """strict: a false positive on an empty GT adds to ΣU; t2s-compat hides it."""
-    base = dict(intersection=[50], union=[100], gt_empty=[False], pred_empty=[False], parsed_ok=[True])
-    fp = {k: v + [x] for (k, v), x in zip(base.items(), [0, 100, True, False, True])}
+    base = dict(intersection=[50], union=[100], gt_empty=[False], pred_empty=[False], parsed_ok=[True],
+                answer_empty=[False])
+    fp = {k: v + [x] for (k, v), x in zip(base.items(), [0, 100, True, False, True, False])}
     assert summarize(**base)["cIoU"] == pytest.approx(0.5)
     assert summarize(**fp)["cIoU"] == pytest.approx(50 / 200)
     assert summarize(**fp, protocol="t2s-compat")["cIoU"] == pytest.approx(0.5)
@@ -192,7 +199,7 @@ def test_strict_false_positive_on_empty_gt_lowers_ciou():
 
 def test_failures_in_pr_denominator():
     cols = dict(intersection=[80, 0], union=[100, 30], gt_empty=[False, False], pred_empty=[False, True],
-                parsed_ok=[True, False])
+                parsed_ok=[True, False], answer_empty=[False, False])
     assert summarize(**cols)["Pr@0.5"] == pytest.approx(0.5)
     assert summarize(**cols, protocol="t2s-compat")["Pr@0.5"] == pytest.approx(1.0)
     # gIoU counts the failure as 0 under both presets
@@ -202,7 +209,7 @@ def test_failures_in_pr_denominator():
 
 def test_comparator_at_threshold():
     cols = dict(intersection=[1, 7, 4], union=[2, 10, 5], gt_empty=[False] * 3, pred_empty=[False] * 3,
-                parsed_ok=[True] * 3)
+                parsed_ok=[True] * 3, answer_empty=[False] * 3)
     ge = summarize(**cols, protocol={"comparator": ">="})
     gt = summarize(**cols, protocol={"comparator": ">"})
     assert ge["Pr@0.5"] == pytest.approx(1.0) and gt["Pr@0.5"] == pytest.approx(2 / 3)
@@ -293,3 +300,158 @@ def test_intersection_union_batched(shape):
     assert list(zip(np.asarray(i).tolist(), np.asarray(u).tolist())) == want0
     ti, tu = intersection_union(torch.from_numpy(pred), torch.from_numpy(g0))
     assert list(zip(ti.tolist(), tu.tolist())) == want0
+
+
+# -- t2s-compat test vectors: each pins one behaviour of Think2Seg-RS's evaluation ---------
+# (SPEC §8.1; upstream = src/eval/test_think2seg-rs_{qwen,ref}.py at 1d35fa9, described
+# here, not copied). Columns as COLS: I, U, gt_empty, pred_empty, parsed_ok, answer_empty.
+
+def _one(*rows):
+    return dict(zip(("intersection", "union", "gt_empty", "pred_empty", "parsed_ok", "answer_empty"),
+                    map(list, zip(*rows))))
+
+
+def test_compat_empty_gt_scores_one_only_for_the_answer_empty_list():
+    """Upstream: on an image without target the IoU reward is 1.0 iff the parsed answer
+    list has length 0; a box whose mask comes out empty (outside the frame) scores 0."""
+    box_outside = _one((0, 0, True, True, True, False))  # parsed, one instance, empty mask
+    literal_empty = _one((0, 0, True, True, True, True))
+    for preset in ("t2s-compat", "strict"):
+        assert summarize(**box_outside, protocol=preset)["gIoU"] == 0.0
+        assert summarize(**literal_empty, protocol=preset)["gIoU"] == 1.0
+        assert summarize(**box_outside, protocol=preset)["N-Acc"] == 0.0
+    iou, _ = per_sample_iou(**box_outside, empty_rule="t2s")
+    assert iou.tolist() == [0.0]
+
+
+def test_compat_empty_answer_on_a_target_is_outside_the_pr_denominator():
+    """Upstream's Pr@X counts a sample only when SAM produced a mask: `[]` on a non-empty
+    GT (and a parse failure) has none, so it leaves numerator and denominator."""
+    cols = _one((80, 100, False, False, True, False), (0, 50, False, True, True, True), (0, 40, False, True, False, False))
+    got = summarize(**cols, protocol="t2s-compat")
+    assert got["Pr@0.5"] == 1.0 and got["n_pr"] == 1
+    assert summarize(**cols, protocol="strict")["Pr@0.5"] == pytest.approx(1 / 3)
+    # an empty GT with a parsed answer has an (all-zero) mask upstream: it stays in the pool
+    cols = _one((80, 100, False, False, True, False), (0, 0, True, True, True, True))
+    assert summarize(**cols, protocol="t2s-compat")["n_pr"] == 2
+
+
+def test_compat_failed_and_empty_answers_add_gt_area_to_the_union():
+    """Upstream: a sample without a mask adds its GT area to ΣU (0 for an empty GT);
+    empty-GT samples with a mask add nothing (their I and U are not computed)."""
+    cols = _one((30, 40, False, False, True, False),   # I 30, U 40
+                (0, 20, False, True, False, False),    # parse failure: U += |G| = 20
+                (0, 25, False, True, True, True),      # []: U += |G| = 25
+                (0, 10, True, False, True, False))     # empty GT, false positive: left out
+    assert summarize(**cols, protocol="t2s-compat")["cIoU"] == pytest.approx(30 / 85)
+    assert summarize(**cols, protocol="strict")["cIoU"] == pytest.approx(30 / 95)
+
+
+def test_compat_empty_denominators_report_zero():
+    """Upstream prints 0.0 (not nothing) when ΣU = 0 or nobody has a mask."""
+    all_empty_gt = _one((0, 0, True, True, True, True), (0, 0, True, True, False, False))
+    got = summarize(**all_empty_gt, protocol="t2s-compat")
+    assert got["cIoU"] == 0.0 and got["gIoU"] == 0.5
+    only_failures = _one((0, 30, False, True, False, False))
+    got = summarize(**only_failures, protocol="t2s-compat")
+    assert got["Pr@0.5"] == 0.0 and got["cIoU"] == 0.0
+    strict = summarize(**only_failures, protocol={"preset": "strict", "pr_denominator": "parsed"})
+    assert strict["Pr@0.5"] is None  # strict says "undefined" instead
+    assert summarize(**all_empty_gt, protocol="strict")["cIoU"] == 1.0
+
+
+def test_compat_prompt_geometry_is_raw_and_recorded():
+    """Upstream passes prompts to SAM2 unclipped, corners as written; strict clips."""
+    assert PROTOCOLS["t2s-compat"].prompt_geometry == "raw"
+    assert PROTOCOLS["strict"].prompt_geometry == "clipped"
+    assert PROTOCOLS["t2s-compat"].to_dict()["prompt_geometry"] == "raw"
+
+
+# -- protocol options ---------------------------------------------------------------------
+
+def test_protocol_options_are_typed_and_named():
+    from t2s_env.metrics import protocol_with_options
+
+    p = protocol_with_options("t2s-compat", {"empty_rule": "skip", "comparator": ">"})
+    assert p.empty_rule == "skip" and p.comparator == ">" and p.prompt_geometry == "raw"
+    assert p.name == "t2s-compat+comparator=>+empty_rule=skip"
+    assert protocol_with_options("strict", {"ciou_includes_empty_gt": "false"}).ciou_includes_empty_gt is False
+    assert protocol_with_options("strict", {"image_size": "448"}).image_size == 448
+    assert protocol_with_options("strict", {}) is PROTOCOLS["strict"]
+    with pytest.raises(ConfigError, match="valid: empty_rule, comparator"):
+        protocol_with_options("strict", {"colour": "blue"})
+    with pytest.raises(ConfigError, match="valid: >=, >"):
+        protocol_with_options("strict", {"comparator": "<"})
+    with pytest.raises(ConfigError, match="16..4096"):
+        protocol_with_options("strict", {"image_size": "100000"})
+
+
+def test_recorded_protocol_round_trips_and_reads_schema_1():
+    for p in PROTOCOLS.values():
+        assert MetricProtocol.from_dict(p.to_dict()) == p
+    old = {"name": "t2s-compat", "empty_rule": "t2s", "comparator": ">=", "ciou_includes_empty_gt": False,
+           "pr_counts_failures": False, "image_size": 840, "question": "random"}
+    assert MetricProtocol.from_dict(old).pr_denominator == "parsed"
+    with pytest.raises(ConfigError):
+        MetricProtocol.from_dict({**old, "colour": 1})
+
+
+# -- bootstrap ------------------------------------------------------------------------------
+
+def _records(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        gt_empty = i % 10 == 0
+        u = 0 if gt_empty else int(rng.integers(50, 200))
+        inter = 0 if gt_empty else int(rng.integers(0, u + 1))
+        ok = bool(rng.random() > 0.1)
+        out.append(dict(sample_id=f"s{i}", intersection=inter if ok else 0, union=u, gt_empty=gt_empty,
+                        pred_empty=not ok, parsed_ok=ok, answer_empty=gt_empty and ok))
+    return out
+
+
+def test_bootstrap_is_deterministic_and_covers_the_point_estimate():
+    from t2s_env.metrics import bootstrap_intervals
+
+    recs = _records()
+    for preset in ("strict", "t2s-compat"):
+        a = bootstrap_intervals(recs, preset, n_boot=500, seed=3)
+        assert a == bootstrap_intervals(recs, preset, n_boot=500, seed=3)
+        assert a != bootstrap_intervals(recs, preset, n_boot=500, seed=4)
+        point = summarize_records(recs, preset)
+        for key in ("gIoU", "cIoU", "Pr@0.5"):
+            lo, hi = a[key]
+            assert lo <= point[key] <= hi and hi - lo > 0.01, (preset, key)
+
+
+def test_bootstrap_matches_a_slow_resampling():
+    """The vectorised resamples equal summarize() on explicitly resampled records."""
+    from t2s_env.metrics import _columns, _resample_indices, _resampled_stats
+
+    recs = _records(12, seed=5)
+    proto = PROTOCOLS["t2s-compat"]
+    from t2s_env.metrics import record_columns
+
+    c = _columns(**record_columns(recs), proto=proto)
+    (idx,) = list(_resample_indices(len(recs), 20, seed=1))
+    fast = _resampled_stats(c, proto, idx)
+    for b, row in enumerate(idx):
+        slow = summarize_records([recs[i] for i in row], proto)
+        for key in ("gIoU", "cIoU", "Pr@0.5"):
+            assert fast[key][b] == pytest.approx(slow[key]), (b, key)
+
+
+def test_paired_bootstrap_of_a_difference():
+    from t2s_env.metrics import paired_bootstrap
+
+    a = _records(40, seed=0)
+    b = [dict(r, intersection=r["intersection"] // 2) for r in a]  # B is strictly worse
+    got = paired_bootstrap(a, b, "strict", n_boot=400, seed=0)
+    assert got == paired_bootstrap(a, b, "strict", n_boot=400, seed=0)
+    lo, hi = got["cIoU"]["interval"]
+    assert 0 < lo <= got["cIoU"]["diff"] <= hi
+    same = paired_bootstrap(a, a, "strict", n_boot=100, seed=0)
+    assert same["gIoU"]["diff"] == 0 and same["gIoU"]["interval"] == [0.0, 0.0]
+    with pytest.raises(ConfigError, match="share no sample"):
+        paired_bootstrap(a, [dict(r, sample_id="x" + r["sample_id"]) for r in a])
