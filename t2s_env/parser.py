@@ -8,7 +8,20 @@ nested to parse quickly are failures rather than exceptions.
 Modes:
 - ``strict`` (training): the answer must sit in a ```` ```json … ``` ```` fence, and every
   instance must carry exactly the variant's point counts.
-- ``lenient`` (evaluation): no fence needed; point lists are checked only when present.
+- ``lenient`` (evaluation): no fence needed; point lists are checked only when present
+  (a present ``"positive_points": null`` is invalid in both modes, as upstream).
+
+Prompt geometry (``prompt_geometry``):
+- ``clipped`` (default): boxes get their corners reordered and, given ``image_size``, every
+  coordinate is clipped into the frame; duplicate removal then runs on those boxes.
+- ``raw`` (upstream, SPEC §8.1): coordinates as written, reversed corners and out-of-frame
+  values included; duplicate removal runs on the raw boxes with upstream's signed box
+  areas. Every segmenter accepts such prompts.
+
+Speed: upstream's three regular expressions backtrack (cubic on whitespace after an
+unclosed fence, quadratic for the ``<answer>`` and think/answer patterns). Here each is a
+linear scan with ``str.find`` that returns exactly what the pattern would (the test suite
+checks this against the patterns on a large random corpus).
 """
 
 from __future__ import annotations
@@ -24,6 +37,8 @@ from .prompt import GeometricPrompt, deduplicate
 
 ParserMode = Literal["strict", "lenient"]
 PARSER_MODES = ("strict", "lenient")
+PromptGeometry = Literal["clipped", "raw"]
+PROMPT_GEOMETRIES = ("clipped", "raw")
 
 #: Completions longer than this are not parsed (an LVLM stopped at 2048 tokens stays far below).
 MAX_COMPLETION_CHARS = 200_000
@@ -32,9 +47,11 @@ MAX_REPAIR_CHARS = 32_000
 #: At most this many instances are kept after de-duplication.
 DEFAULT_MAX_INSTANCES = 64
 
+#: Upstream's format-reward pattern (SPEC §4), kept as the definition that
+#: :func:`think_format_ok` reproduces in linear time; never run it on model output.
 THINK_ANSWER_PATTERN = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_FENCE = re.compile(r"```json\s*(.*?)\s*```", re.DOTALL)
+#: A run of whitespace (``\s`` is exactly ``str.isspace`` for str patterns); linear.
+_WS = re.compile(r"\s*")
 
 
 @dataclass(frozen=True)
@@ -59,10 +76,56 @@ class ParsedAnswer:
 
 
 def think_format_ok(text: str) -> bool:
-    """Upstream's format reward test: ``re.fullmatch`` of think-then-answer."""
-    return isinstance(text, str) and len(text) <= MAX_COMPLETION_CHARS and (
-        THINK_ANSWER_PATTERN.fullmatch(text) is not None
-    )
+    """Upstream's format reward test, ``THINK_ANSWER_PATTERN.fullmatch(text)``, in linear time."""
+    return isinstance(text, str) and len(text) <= MAX_COMPLETION_CHARS and _think_fullmatch(text)
+
+
+def _think_fullmatch(text: str) -> bool:
+    """``re.fullmatch(r"<think>.*?</think>\\s*<answer>.*?</answer>", text, re.DOTALL)``.
+
+    A full match exists iff the text starts with ``<think>``, ends with ``</answer>``, and
+    some ``</think>`` (after the opening tag) is followed by whitespace and an ``<answer>``
+    that ends before the final ``</answer>``. The whitespace runs after distinct
+    ``</think>`` tags are disjoint, so the scan is linear.
+    """
+    n = len(text)
+    if n < 32 or not text.startswith("<think>") or not text.endswith("</answer>"):
+        return False
+    last = n - 9  # where the closing </answer> starts
+    a = text.find("</think>", 7)
+    while a != -1:
+        b = _WS.match(text, a + 8).end()
+        if b + 8 > last:
+            return False  # later </think> tags leave even less room
+        if text.startswith("<answer>", b):
+            return True
+        a = text.find("</think>", a + 8)
+    return False
+
+
+def _answer_span(s: str) -> str:
+    """What upstream keeps of the text: ``re.search(r"<answer>(.*?)</answer>", s, DOTALL)``'s
+    group, stripped, or the text itself when there is no match."""
+    i = s.find("<answer>")
+    if i == -1:
+        return s
+    j = s.find("</answer>", i + 8)  # the leftmost <answer> has the most closers after it
+    return s if j == -1 else s[i + 8 : j].strip()
+
+
+def _fence_body(s: str) -> str | None:
+    """``re.search(r"```json\\s*(.*?)\\s*```", s, DOTALL).group(1).strip()``, or None.
+
+    The leftmost ```` ```json ```` decides (the tag cannot overlap itself, so a later one
+    lies after the first's closer candidates); the lazy group ends at the first ```` ``` ````
+    after it, and the whitespace the pattern leaves around the group is what ``strip``
+    removes anyway.
+    """
+    i = s.find("```json")
+    if i == -1:
+        return None
+    j = s.find("```", i + 7)
+    return None if j == -1 else s[i + 7 : j].strip()
 
 
 def parse_completion(
@@ -72,58 +135,95 @@ def parse_completion(
     image_size: tuple[int, int] | None = None,
     max_instances: int = DEFAULT_MAX_INSTANCES,
     nms_iou: float = 0.5,
+    *,
+    prompt_geometry: PromptGeometry = "clipped",
 ) -> ParsedAnswer:
     """Parse one completion. ``image_size`` is ``(width, height)`` for clipping.
 
-    Never raises on any input (non-strings are failures too).
+    ``prompt_geometry``: ``"clipped"`` (reorder corners, clip into ``image_size``, then
+    remove duplicates) or ``"raw"`` (upstream: prompts as written, duplicates removed on
+    the raw boxes). Never raises on any input (non-strings are failures too).
     """
+    return parse_with_strict(text, variant, mode, image_size, max_instances, nms_iou, prompt_geometry=prompt_geometry)[0]
+
+
+def parse_with_strict(
+    text: Any,
+    variant: str | PromptVariant = DEFAULT_VARIANT,
+    mode: ParserMode = "strict",
+    image_size: tuple[int, int] | None = None,
+    max_instances: int = DEFAULT_MAX_INSTANCES,
+    nms_iou: float = 0.5,
+    *,
+    prompt_geometry: PromptGeometry = "clipped",
+) -> tuple[ParsedAnswer, bool]:
+    """``(parse_completion(text, …, mode), whether the strict parse succeeds)`` in one pass:
+    the think test, the answer extraction and the JSON decoding are shared by both modes
+    (the scorer needs both: the lenient parse is segmented, the strict one earns the
+    JSON point)."""
     v = get_variant(variant)
     if mode not in PARSER_MODES:
         raise ValueError(f"parser mode must be one of {PARSER_MODES}, got {mode!r}")
+    if prompt_geometry not in PROMPT_GEOMETRIES:
+        raise ValueError(f"prompt_geometry must be one of {PROMPT_GEOMETRIES}, got {prompt_geometry!r}")
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
     if not isinstance(text, str):
-        return ParsedAnswer(False, error=f"completion is {type(text).__name__}, not text")
+        return ParsedAnswer(False, error=f"completion is {type(text).__name__}, not text"), False
     if len(text) > MAX_COMPLETION_CHARS:
-        return ParsedAnswer(False, error=f"completion longer than {MAX_COMPLETION_CHARS} characters")
-    think_ok = THINK_ANSWER_PATTERN.fullmatch(text) is not None
+        return ParsedAnswer(False, error=f"completion longer than {MAX_COMPLETION_CHARS} characters"), False
+    think_ok = _think_fullmatch(text)
+    decoded: dict[str, Any] = {}  # cropped JSON text -> decoded value, shared by both modes
     try:
-        prompts, error = _parse_answer(text, v, mode)
+        prompts, error = _parse_answer(text, v, mode, decoded)
     except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
         prompts, error = None, f"unparsable answer ({type(exc).__name__})"
-    if prompts is None:
-        return ParsedAnswer(False, think_ok=think_ok, error=error)
-    if image_size is not None:
-        prompts = [p.clipped(*image_size) for p in prompts]
-    else:
-        prompts = [_reordered(p) for p in prompts]
-    prompts = deduplicate(prompts, nms_iou)[:max_instances]
-    return ParsedAnswer(True, tuple(prompts), think_ok=think_ok)
-
-
-def _parse_answer(text: str, v: PromptVariant, mode: str) -> tuple[list[GeometricPrompt] | None, str | None]:
-    s = text
-    if "<answer>" in s and "</answer>" in s:
-        m = _ANSWER.search(s)
-        if m:
-            s = m.group(1).strip()
     if mode == "strict":
-        if "```json" not in s:
-            return None, "answer lacks the ```json fence (strict mode)"
-        m = _FENCE.search(s)
-        if not m:
+        strict_ok = prompts is not None
+    else:
+        try:
+            strict_ok = _parse_answer(text, v, "strict", decoded)[0] is not None
+        except Exception:  # noqa: BLE001
+            strict_ok = False
+    if prompts is None:
+        return ParsedAnswer(False, think_ok=think_ok, error=error), strict_ok
+    if prompt_geometry == "raw":
+        prompts = deduplicate(prompts, nms_iou, signed_area=True)
+    else:
+        if image_size is not None:
+            w, h = image_size
+            prompts = [p.clipped(w, h) for p in prompts]
+        else:
+            prompts = [_reordered(p) for p in prompts]
+        prompts = deduplicate(prompts, nms_iou)
+    return ParsedAnswer(True, tuple(prompts[:max_instances]), think_ok=think_ok), strict_ok
+
+
+def _parse_answer(
+    text: str, v: PromptVariant, mode: str, decoded: dict[str, Any]
+) -> tuple[list[GeometricPrompt] | None, str | None]:
+    s = _answer_span(text)
+    if mode == "strict":
+        body = _fence_body(s)
+        if body is None:
+            if "```json" not in s:
+                return None, "answer lacks the ```json fence (strict mode)"
             return None, "answer has an unclosed ```json fence (strict mode)"
-        s = m.group(1).strip()
-    if "[" in s and "]" in s:
-        s = s[s.find("[") : s.rfind("]") + 1]
-    data = _loads(s)
+        s = body
+    i, j = s.find("["), s.rfind("]")
+    if i != -1 and j != -1:  # upstream's crop; j < i gives "", which is not JSON
+        s = s[i : j + 1]
+    if s in decoded:
+        data = decoded[s]
+    else:
+        data = decoded[s] = _loads(s)
     if not isinstance(data, list):
         return None, "answer is not a JSON list"
     prompts = []
-    for i, inst in enumerate(data):
+    for k, inst in enumerate(data):
         prompt, error = _instance(inst, v, mode)
         if prompt is None:
-            return None, f"instance {i}: {error}"
+            return None, f"instance {k}: {error}"
         prompts.append(prompt)
     return prompts, None
 
@@ -165,15 +265,19 @@ def _instance(inst: Any, v: PromptVariant, mode: str) -> tuple[GeometricPrompt |
         return None, f"negative_points must be exactly {v.n_negative} [x, y] pairs"
     if box is None and not pos:  # e.g. {"positive_points": null}: nothing to segment
         return None, "needs bbox_2d or positive_points"
-    return GeometricPrompt(box=box, positive_points=pos, negative_points=neg), None
+    return GeometricPrompt._of_floats(box, pos, neg), None
 
 
 def _points(inst: dict, key: str, count: int, required: bool) -> tuple | None:
     """The point list under ``key``; None when invalid. Absent is valid when the variant
-    asks for none, or (lenient mode) whatever the count."""
-    if key not in inst or inst[key] is None:
+    asks for none, or (lenient mode) whatever the count. A present ``null`` counts as
+    absent, except ``positive_points: null`` where the variant asks for positive points:
+    upstream's point check rejects that in both of its parsers."""
+    pts = inst.get(key)
+    if pts is None:
+        if key in inst and key == "positive_points" and count > 0:
+            return None
         return () if (count == 0 or not required) else None
-    pts = inst[key]
     if not isinstance(pts, list) or len(pts) != count or count == 0:
         return None
     out = []
@@ -206,4 +310,6 @@ def _reordered(p: GeometricPrompt) -> GeometricPrompt:
     if p.box is None:
         return p
     x1, y1, x2, y2 = p.box
-    return GeometricPrompt((min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)), p.positive_points, p.negative_points)
+    return GeometricPrompt._of_floats(
+        (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)), p.positive_points, p.negative_points
+    )

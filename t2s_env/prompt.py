@@ -39,6 +39,16 @@ class GeometricPrompt:
             self, "negative_points", tuple((float(x), float(y)) for x, y in self.negative_points)
         )
 
+    @classmethod
+    def _of_floats(cls, box: "Box | None", positive_points: tuple, negative_points: tuple) -> "GeometricPrompt":
+        """Construct without normalising: the caller passes tuples of Python floats (the
+        parser's hot path builds thousands of prompts per second)."""
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "box", box)
+        object.__setattr__(obj, "positive_points", positive_points)
+        object.__setattr__(obj, "negative_points", negative_points)
+        return obj
+
     @property
     def is_empty(self) -> bool:
         return self.box is None and not self.positive_points and not self.negative_points
@@ -72,15 +82,18 @@ class GeometricPrompt:
     def clipped(self, width: int, height: int) -> "GeometricPrompt":
         """Coordinates clipped into the image; a box with x1 > x2 (or y1 > y2) is reordered."""
         box = None
+        w, h = float(width), float(height)
         if self.box is not None:
             x1, y1, x2, y2 = self.box
-            x1, x2 = sorted((x1, x2))
-            y1, y2 = sorted((y1, y2))
-            box = (_clip(x1, width), _clip(y1, height), _clip(x2, width), _clip(y2, height))
-        return GeometricPrompt(
-            box=box,
-            positive_points=tuple((_clip(x, width), _clip(y, height)) for x, y in self.positive_points),
-            negative_points=tuple((_clip(x, width), _clip(y, height)) for x, y in self.negative_points),
+            if x2 < x1:
+                x1, x2 = x2, x1
+            if y2 < y1:
+                y1, y2 = y2, y1
+            box = (min(max(x1, 0.0), w), min(max(y1, 0.0), h), min(max(x2, 0.0), w), min(max(y2, 0.0), h))
+        return GeometricPrompt._of_floats(
+            box,
+            tuple((min(max(x, 0.0), w), min(max(y, 0.0), h)) for x, y in self.positive_points),
+            tuple((min(max(x, 0.0), w), min(max(y, 0.0), h)) for x, y in self.negative_points),
         )
 
     def scaled(self, sx: float, sy: float) -> "GeometricPrompt":
@@ -123,23 +136,78 @@ def box_iou_matrix(boxes: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def deduplicate(prompts: Sequence[GeometricPrompt], iou_threshold: float = 0.5) -> list[GeometricPrompt]:
+def signed_box_area(box: Sequence[float]) -> float:
+    """Upstream's box area, ``(x2 - x1) * (y2 - y1)``: negative for one reversed pair of corners."""
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+#: Up to this many boxes, duplicate removal runs in plain Python (numpy's per-call
+#: overhead dominated the parser on the usual 1–3 boxes).
+_SMALL_NMS = 32
+
+
+def deduplicate(
+    prompts: Sequence[GeometricPrompt], iou_threshold: float = 0.5, *, signed_area: bool = False
+) -> list[GeometricPrompt]:
     """Upstream's duplicate-box removal (NMS without scores).
 
     Boxed instances are ranked by area, largest first (ties keep answer order); a box whose
     IoU with an already kept box exceeds ``iou_threshold`` is dropped. Instances without a
     box are always kept. The surviving instances keep their original order.
+
+    Areas are clipped at zero (boxes with ordered corners); ``signed_area=True`` uses
+    upstream's unclipped ``(x2-x1)·(y2-y1)`` for the ranking and the IoU's union, which is
+    what upstream computes on raw boxes (reversed corners give negative areas). The
+    intersection is clipped at zero in both.
     """
     boxed = [i for i, p in enumerate(prompts) if p.box is not None]
     if len(boxed) <= 1:
         return list(prompts)
-    order = sorted(boxed, key=lambda i: -box_area(prompts[i].box))  # sorted() is stable
-    b = np.array([prompts[i].box for i in order], dtype=np.float64)
-    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    area_of = signed_box_area if signed_area else box_area
+    areas = {i: area_of(prompts[i].box) for i in boxed}
+    order = sorted(boxed, key=lambda i: -areas[i])  # sorted() is stable
+    if len(order) <= _SMALL_NMS:
+        dropped = _suppressed_small([prompts[i].box for i in order], [areas[i] for i in order], iou_threshold)
+    else:
+        dropped = _suppressed_numpy([prompts[i].box for i in order], signed_area, iou_threshold)
+    if not dropped:
+        return list(prompts)
+    gone = {order[k] for k in dropped}
+    return [p for i, p in enumerate(prompts) if i not in gone]
+
+
+def _suppressed_small(boxes: list, areas: list, iou_threshold: float) -> list[int]:
+    """Ranks suppressed by greedy NMS, in Python floats (the same IEEE operations as
+    :func:`_suppressed_numpy`, so the same decisions)."""
+    n = len(boxes)
+    alive = [True] * n
+    for a in range(n):
+        if not alive[a]:
+            continue
+        ax1, ay1, ax2, ay2 = boxes[a]
+        aa = areas[a]
+        for r in range(a + 1, n):
+            if not alive[r]:
+                continue
+            bx1, by1, bx2, by2 = boxes[r]
+            w = max((bx2 if bx2 < ax2 else ax2) - (bx1 if bx1 > ax1 else ax1), 0.0)
+            h = max((by2 if by2 < ay2 else ay2) - (by1 if by1 > ay1 else ay1), 0.0)
+            inter = w * h
+            union = aa + areas[r] - inter
+            if union > 0 and inter / union > iou_threshold:
+                alive[r] = False
+    return [k for k in range(n) if not alive[k]]
+
+
+def _suppressed_numpy(boxes: list, signed_area: bool, iou_threshold: float) -> list[int]:
+    b = np.array(boxes, dtype=np.float64)
+    dw, dh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        area = dw * dh if signed_area else np.clip(dw, 0, None) * np.clip(dh, 0, None)
     # Greedy suppression one kept box at a time: O(N) memory (a full N×N IoU matrix of a
     # degenerate answer with thousands of boxes would take gigabytes).
-    alive = np.ones(len(order), dtype=bool)
-    for a in range(len(order)):
+    alive = np.ones(len(b), dtype=bool)
+    for a in range(len(b)):
         if not alive[a]:
             continue
         rest = np.flatnonzero(alive[a + 1 :]) + a + 1
@@ -147,13 +215,12 @@ def deduplicate(prompts: Sequence[GeometricPrompt], iou_threshold: float = 0.5) 
             break
         w = np.clip(np.minimum(b[a, 2], b[rest, 2]) - np.maximum(b[a, 0], b[rest, 0]), 0, None)
         h = np.clip(np.minimum(b[a, 3], b[rest, 3]) - np.maximum(b[a, 1], b[rest, 1]), 0, None)
-        inter = w * h
-        union = area[a] + area[rest] - inter
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            inter = w * h
+            union = area[a] + area[rest] - inter
             iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
         alive[rest[iou > iou_threshold]] = False
-    dropped = {order[k] for k in np.flatnonzero(~alive)}
-    return [p for i, p in enumerate(prompts) if i not in dropped]
+    return np.flatnonzero(~alive).tolist()
 
 
 def is_finite_number(v: Any) -> bool:

@@ -16,9 +16,17 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .errors import ConfigError
 from .instructions import DEFAULT_VARIANT, PromptVariant, format_completion, get_variant
 from .metrics import intersection_union
-from .parser import DEFAULT_MAX_INSTANCES, ParsedAnswer, ParserMode, parse_completion
+from .parser import (
+    DEFAULT_MAX_INSTANCES,
+    PROMPT_GEOMETRIES,
+    ParsedAnswer,
+    ParserMode,
+    PromptGeometry,
+    parse_with_strict,
+)
 from .prompt import GeometricPrompt, prompts_from_any
 from .reward import COMPONENTS, RewardWeights, reward_components, total_reward
 from .segmenters import Segmenter, make_segmenter
@@ -66,24 +74,61 @@ class ScoreResult:
         }
 
 
+class _Unparsable:
+    """Stands for an action that has no text: the parser rejects it (a failed parse, 0)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def _is_messages(completion: Any) -> bool:
+    """trl's conversational shape: a non-empty list of dicts with a role or a content."""
+    return (
+        isinstance(completion, list)
+        and bool(completion)
+        and all(isinstance(m, dict) for m in completion)
+        and any(("content" in m or "role" in m) for m in completion)
+    )
+
+
+def _message_text(messages: list) -> "str | _Unparsable":
+    """The last turn's text; content parts (``[{"type": "text", "text": ...}]``) are joined.
+    Wrong inner types (content not text, a part's text not a string) make no text."""
+    content = messages[-1].get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict):
+                t = part.get("text", "")
+                if not isinstance(t, str):
+                    return _Unparsable(f"message content part text is {type(t).__name__}")
+                texts.append(t)
+            else:
+                return _Unparsable(f"message content part is {type(part).__name__}")
+        return "".join(texts)
+    return _Unparsable(f"message content is {type(content).__name__}")
+
+
 def completion_text(completion: Any) -> str | Any:
     """Plain text from a str, trl's ``[{"role": "assistant", "content": ...}]``, or a
     structured action (GeometricPrompt / dict / list of them), which becomes a canonical
-    completion. Anything else is returned unchanged (and the parser rejects it)."""
+    completion. Anything else (wrong inner types included) becomes a value the parser
+    rejects: a failed parse scored 0, never an exception."""
     if isinstance(completion, str):
         return completion
-    if isinstance(completion, list) and completion and isinstance(completion[0], dict) and "content" in completion[0]:
-        content = completion[-1]["content"]
-        if isinstance(content, list):  # multimodal content parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        return content
+    if _is_messages(completion):
+        return _message_text(completion)
     if isinstance(completion, (GeometricPrompt, dict)) or (
         isinstance(completion, (list, tuple)) and all(isinstance(c, (GeometricPrompt, dict)) for c in completion)
     ):
         try:
             return format_completion(prompts_from_any(completion))
-        except (TypeError, ValueError, KeyError):
-            return completion
+        except Exception as exc:  # noqa: BLE001 - any malformed structure is a failed parse
+            return _Unparsable(f"structured action: {type(exc).__name__}")
     return completion
 
 
@@ -98,6 +143,9 @@ class Scorer:
         reward_weights: weights of (iou, json, think); default (2, 1, 1).
         keep_masks: return each predicted mask (for rendering).
         encode_batch_size: images encoded per batched encoder call.
+        prompt_geometry: ``"clipped"`` (default: corners reordered, clipped to the frame,
+            then de-duplicated) or ``"raw"`` (upstream: as written, de-duplicated on the
+            raw boxes, passed to the segmenter unclipped). See :mod:`t2s_env.parser`.
     """
 
     def __init__(
@@ -109,14 +157,18 @@ class Scorer:
         keep_masks: bool = False,
         max_instances: int = DEFAULT_MAX_INSTANCES,
         encode_batch_size: int = 8,
+        prompt_geometry: PromptGeometry = "clipped",
     ) -> None:
         self.segmenter = make_segmenter(segmenter)
         self.variant = get_variant(prompt_variant)
         if parser_mode not in ("strict", "lenient"):
-            from .errors import ConfigError
-
             raise ConfigError(f"parser_mode must be 'strict' or 'lenient', got {parser_mode!r}")
+        if prompt_geometry not in PROMPT_GEOMETRIES:
+            raise ConfigError(
+                f"prompt_geometry must be one of {', '.join(PROMPT_GEOMETRIES)}, got {prompt_geometry!r}"
+            )
         self.parser_mode = parser_mode
+        self.prompt_geometry = prompt_geometry
         self.weights = RewardWeights.from_any(reward_weights)
         self.keep_masks = keep_masks
         self.max_instances = max_instances
@@ -126,10 +178,11 @@ class Scorer:
     def parse(self, completion: Any, image_size: tuple[int, int] | None = None) -> tuple[ParsedAnswer, bool]:
         """(answer under the scorer's mode, strict-parse flag for the JSON point)."""
         text = completion_text(completion)
-        answer = parse_completion(text, self.variant, self.parser_mode, image_size, self.max_instances)
-        if self.parser_mode == "strict":
-            return answer, answer.ok
-        return answer, parse_completion(text, self.variant, "strict", image_size, self.max_instances).ok
+        if isinstance(text, _Unparsable):
+            return ParsedAnswer(False, error=text.why), False
+        return parse_with_strict(
+            text, self.variant, self.parser_mode, image_size, self.max_instances, prompt_geometry=self.prompt_geometry
+        )
 
     # -- scoring --------------------------------------------------------------------------
     def score(self, image: np.ndarray, gt_mask: np.ndarray, completions: Sequence[Any]) -> list[ScoreResult]:

@@ -9,15 +9,26 @@ negative points are ignored.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from .base import PromptSet, Segmenter, empty_masks
+from .base import PromptSet, Segmenter
 
 
 class BoxSegmenter(Segmenter):
+    """Union of box fills (and point discs), written straight into one mask per prompt set.
+
+    Raw prompts (``prompt_geometry="raw"``) are accepted as written: a box fills the pixels
+    whose centres lie between its corners as given (``x1 <= c + 0.5 <= x2`` and likewise
+    for rows), so a box with reversed corners fills nothing, and the parts of a box or a
+    disc outside the frame are cut off by the frame. This is what a box-fill stand-in for
+    SAM2 does with upstream's unclipped prompts (it paints the rectangle between the corners
+    without reordering them).
+    """
+
     name = "box"
 
     def __init__(self, point_radius: float = 8.0) -> None:
@@ -29,21 +40,50 @@ class BoxSegmenter(Segmenter):
 
     def decode(self, embedding: Any, prompt_sets: Sequence[PromptSet]) -> torch.Tensor:
         h, w = embedding
-        out = empty_masks(len(prompt_sets), h, w, self.device)
-        cols = torch.arange(w, dtype=torch.float64) + 0.5
-        rows = torch.arange(h, dtype=torch.float64) + 0.5
+        out = np.zeros((len(prompt_sets), h, w), dtype=bool)
         for k, prompts in enumerate(prompt_sets):
+            frame = out[k]
             for p in prompts:
                 if p.box is not None:
                     x1, y1, x2, y2 = p.box
-                    cx = (cols >= x1) & (cols <= x2)
-                    ry = (rows >= y1) & (rows <= y2)
-                    out[k] |= ry[:, None] & cx[None, :]
+                    c0, c1 = _centre_span(x1, x2, w)
+                    r0, r1 = _centre_span(y1, y2, h)
+                    if c0 < c1 and r0 < r1:
+                        frame[r0:r1, c0:c1] = True
                 else:
-                    r2 = self.point_radius**2
                     for x, y in p.positive_points:
-                        out[k] |= ((cols[None, :] - x) ** 2 + (rows[:, None] - y) ** 2) <= r2
-        return out
+                        self._disc(frame, x, y)
+        return torch.from_numpy(out)
+
+    def _disc(self, frame: np.ndarray, x: float, y: float) -> None:
+        """Pixels whose centre is within ``point_radius`` of (x, y), on the window that can
+        hold them (the same distance test as on the whole frame, for a fraction of it)."""
+        h, w = frame.shape
+        r = self.point_radius
+        c0, c1 = _window(x - r - 1.0, x + r + 1.0, w)
+        r0, r1 = _window(y - r - 1.0, y + r + 1.0, h)
+        if c0 >= c1 or r0 >= r1:
+            return
+        cols = np.arange(c0, c1, dtype=np.float64) + 0.5
+        rows = np.arange(r0, r1, dtype=np.float64) + 0.5
+        frame[r0:r1, c0:c1] |= ((cols[None, :] - x) ** 2 + (rows[:, None] - y) ** 2) <= r * r
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "point_radius": self.point_radius}
+
+
+def _centre_span(lo: float, hi: float, n: int) -> tuple[int, int]:
+    """Indices ``[a, b)`` of the pixels ``c`` in ``0 … n-1`` with ``lo <= c + 0.5 <= hi``.
+
+    Clamping to [-1, n + 1] first changes no comparison with a pixel centre and keeps
+    ``lo - 0.5`` exact in floating point.
+    """
+    lo = min(max(lo, -1.0), n + 1.0)
+    hi = min(max(hi, -1.0), n + 1.0)
+    return max(0, math.ceil(lo - 0.5)), min(n, math.floor(hi - 0.5) + 1)
+
+
+def _window(lo: float, hi: float, n: int) -> tuple[int, int]:
+    lo = min(max(lo, -1.0), n + 1.0)
+    hi = min(max(hi, -1.0), n + 1.0)
+    return max(0, math.floor(lo)), min(n, math.ceil(hi) + 1)
