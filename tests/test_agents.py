@@ -1,14 +1,22 @@
-"""Baseline and oracle agents: what they answer, parsed back through the env's parser."""
+"""Agents: baselines and oracles (what they answer, parsed back through the env's parser) and
+plug-in agents by import path or entry point (registry, bench runs, resume, bad specs)."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
-from think2seg.agents import BASELINES, ORACLES, REGISTRY, make_agent
+from think2seg.agents import BASELINES, ORACLES, REGISTRY, agent_source, available_agents, make_agent
 from think2seg.agents.oracles import components, spread_points
+from think2seg.benchmarks import harness
 from t2s_env import ConfigError, Scorer, parse_completion, summarize_records
-from tests.datagen import rectangle_mask
+from t2s_env.cli import main as t2s_main
+from tests.datagen import rectangle_mask, write_rectangle_dataset
 
 
 def observe(width=64, height=48, sample_id="s0", gt=None):
@@ -195,3 +203,125 @@ def test_spread_points_prefers_deep_and_distant_pixels():
     (r0, c0), (r1, c1) = spread_points(score, 2)
     assert (r0, c0) == (2, 4)
     assert (r1, c1) != (r0, c0) and score[r1, c1] > 0
+
+
+# -- plug-in agents (import path and entry point) ------------------------------------------
+
+PLUGIN = "tests.agent_plugins.boxes:PluginBoxAgent"
+
+
+@pytest.fixture
+def plugin(monkeypatch):
+    from tests.agent_plugins.boxes import PluginBoxAgent
+
+    monkeypatch.setattr(PluginBoxAgent, "batches", 0)
+    monkeypatch.setattr(PluginBoxAgent, "kill_after_batches", None)
+    monkeypatch.setattr(PluginBoxAgent, "answered", [])
+    return PluginBoxAgent
+
+
+@pytest.fixture
+def entry_point_dist(tmp_path, monkeypatch):
+    """An installed distribution (a .dist-info on sys.path) registering a plug-in agent."""
+    info = tmp_path / "site" / "t2s_plugin_demo-2.5.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: t2s-plugin-demo\nVersion: 2.5.0\n")
+    (info / "entry_points.txt").write_text(f"[think2seg.agents]\nplug-box = {PLUGIN}\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    return info
+
+
+def small_rect_root(tmp_path) -> Path:
+    root = tmp_path / "rects"
+    write_rectangle_dataset(root, split="val", n=5, n_empty=1, seed=0, size=128)
+    return root
+
+
+def bench(root, out, *extra) -> int:
+    return harness.main(["--dataset", "earthreason:val", "--root", str(root), "--segmenter", "box",
+                         "--out", str(out), "--no-progress", "--no-leaderboard", "--no-tensorboard", *extra])
+
+
+def only_run(out: Path) -> tuple[Path, dict]:
+    (run_dir,) = sorted((out / "runs").iterdir())
+    return run_dir, yaml.safe_load((run_dir / "run.yaml").read_text())
+
+
+def sample_lines(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+
+
+def test_plugin_by_import_path_with_arg(plugin):
+    agent = make_agent(f"{PLUGIN}:0.3")
+    assert isinstance(agent, plugin) and agent.fraction == 0.3 and agent.label == "plugin-box:0.3"
+    assert make_agent({"name": PLUGIN, "fraction": 0.2}).fraction == 0.2
+    assert make_agent("tests.agent_plugins.boxes:Anonymous").label == "Anonymous"
+    assert agent_source(PLUGIN) == {"kind": "import", "import_path": PLUGIN, "version": "0.7.1", "distribution": None}
+    assert agent_source("center-box:0.3")["import_path"] == "think2seg.agents.baselines:CenterBoxAgent"
+
+
+def test_plugin_registered_as_entry_point(plugin, entry_point_dist):
+    assert "plug-box" in available_agents()
+    agent = make_agent("plug-box:0.25")
+    assert isinstance(agent, plugin) and agent.fraction == 0.25
+    assert agent_source("plug-box:0.25") == {"kind": "entry_point", "import_path": PLUGIN, "version": "2.5.0",
+                                             "distribution": "t2s-plugin-demo"}
+    assert "plug-box" in harness.build_parser().format_help()
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("missing.module:X", "cannot import module 'missing.module'"),
+    ("tests.agent_plugins.boxes:Nope", "has no 'Nope'"),
+    ("tests.agent_plugins.boxes:NotAnAgent", "is not an agent"),
+    ("tests.agent_plugins.boxes:not_a_class", "is not an agent"),
+    ("no-such-agent", "module.path:Class"),
+])
+def test_bad_agent_spec_is_one_line_naming_it(spec, needle, tmp_path, capsys):
+    assert t2s_main(["bench", "--agents", spec, "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("t2s: error: ") and needle in err, err
+    assert repr(spec.partition(":")[0] if spec == "no-such-agent" else spec) in err
+    assert not (tmp_path / "out" / "runs").exists() or not any((tmp_path / "out" / "runs").iterdir())
+
+
+def test_plugin_run_resumes_like_a_builtin_and_records_its_source(plugin, tmp_path):
+    root = small_rect_root(tmp_path)
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    plugin.kill_after_batches = 1
+    with pytest.raises(KeyboardInterrupt):
+        bench(root, killed, "--agents", f"{PLUGIN}:0.4", "--batch-size", "2")
+    run_dir, config = only_run(killed)
+    assert [s["sample_id"] for s in sample_lines(run_dir)] == ["img000", "img001"]
+    assert config["agent"]["label"] == "plugin-box:0.4"
+    assert config["agent"]["source"] == {"kind": "import", "import_path": PLUGIN, "version": "0.7.1",
+                                         "distribution": None}
+
+    plugin.kill_after_batches = None
+    plugin.answered.clear()
+    assert harness.main(["--out", str(killed), "--resume", run_dir.name, "--no-progress", "--no-leaderboard",
+                         "--no-tensorboard"]) == 0
+    assert plugin.answered == ["img002", "img003", "img004"]
+    assert bench(root, clean, "--agents", f"{PLUGIN}:0.4", "--batch-size", "2") == 0
+    clean_dir, _ = only_run(clean)
+    assert sample_lines(run_dir) == sample_lines(clean_dir)
+    resumed, uninterrupted = (json.loads((d / "metrics.json").read_text()) for d in (run_dir, clean_dir))
+    for m in (resumed, uninterrupted):
+        del m["run_id"]
+    assert resumed == uninterrupted
+
+
+def test_the_documented_example_agent_runs(tmp_path, monkeypatch):
+    """The 20-line example of docs/agents.md, copied into a module of its own, benches."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "agents.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    assert len([line for line in code.splitlines() if line.strip()]) <= 30
+    (tmp_path / "my_agents.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    root = small_rect_root(tmp_path)
+    assert t2s_main(["bench", "--dataset", "earthreason:val", "--root", str(root), "--segmenter", "box",
+                     "--out", str(tmp_path / "out"), "--agents", "my_agents:BrightBoxAgent:0.9",
+                     "--no-progress", "--no-leaderboard", "--no-tensorboard"]) == 0
+    run_dir, config = only_run(tmp_path / "out")
+    assert config["agent"]["label"] == "bright-box:0.9" and config["agent"]["source"]["version"] == "1.0"
+    lines = sample_lines(run_dir)
+    assert len(lines) == 5 and all(s["parsed_ok"] for s in lines)
