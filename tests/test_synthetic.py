@@ -187,7 +187,37 @@ def test_make_dataset_and_data_check_read_the_embedded_set(embedded, capsys):
     assert ds.root.resolve() == embedded.resolve()
     assert main(["data", "check", "synthetic"]) == 0
     out = capsys.readouterr().out
-    assert "synthetic:val" in out and "images 40" in out
+    assert "synthetic:val" in out and f"images {EMBEDDED_SIZES['val']}" in out
+
+
+def test_default_val_split_has_enough_empty_targets_for_n_acc(embedded):
+    """N-Acc needs at least 10 empty-target samples; the share stays near EarthReason's."""
+    qas = qa_records(embedded, "val")
+    empty = [i for i, qa in qas.items() if qa["answer"] == []]
+    assert len(empty) >= 10, empty
+    assert 0.04 <= len(empty) / len(qas) <= 0.06
+
+
+def test_an_empty_target_question_is_not_answerable_in_its_image(embedded):
+    """An image whose answer is "none" draws neither the asked category nor anything that
+    could answer its question (e.g. no road up to a river when it asks about bridges:
+    val_00002 of generator v1 did that)."""
+    from t2s_env.datasets.synthetic import REQUIRES
+    from t2s_env.datasets.synthetic.catalogue import CONFUSABLE
+
+    checked = 0
+    for split in EMBEDDED_SIZES:
+        for image_id, qa in qa_records(embedded, split).items():
+            if qa["answer"]:
+                continue
+            present = set(qa["categories_present"])
+            cat = qa["category"]
+            needs_it = {c for c, deps in REQUIRES.items() if cat in deps}
+            assert not present & ({cat} | needs_it | set(CONFUSABLE.get(cat, ()))), (split, image_id, cat, present)
+            checked += 1
+    assert checked >= 10
+    # every category can be asked about with an empty answer without a contradiction
+    assert set(CONFUSABLE) <= set(CATEGORY_NAMES)
 
 
 # -- bad input ---------------------------------------------------------------------------

@@ -183,6 +183,21 @@ CATEGORY_NAMES: tuple[str, ...] = tuple(c.name for c in CATEGORIES)
 LABEL_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate(CATEGORY_NAMES)}
 #: categories that cannot be drawn without others (a bridge joins two roads over a river)
 REQUIRES: dict[str, tuple[str, ...]] = {"bridge": ("road", "river")}
+#: categories an image must not draw when its question asks about the key and the answer
+#: is "none": each could answer some question of the key (a road drawn up to a river looks
+#: like a crossing; a lake is where rainwater drains; a lake is somewhere to take a dip)
+CONFUSABLE: dict[str, tuple[str, ...]] = {
+    "bridge": ("river",),
+    "runway": ("airplane",),
+    "lake": ("river", "harbor", "ship", "swimming_pool"),
+    "river": ("lake", "harbor", "ship"),
+    "swimming_pool": ("lake",),
+    "road": ("runway", "parking_lot"),
+    "farmland": ("greenhouse",),
+    "greenhouse": ("farmland",),
+    "sports_field": ("tennis_court",),
+    "tennis_court": ("sports_field",),
+}
 #: optional lead-ins that vary the wording of a question
 _PREFIXES = ("", "", "", "", "In this aerial image, ", "Looking at this scene from above, ",
              "From this overhead view, ", "In this picture, ")

@@ -9,14 +9,14 @@ import cv2
 import numpy as np
 
 from ...errors import ConfigError
-from .catalogue import CATEGORIES, CATEGORY_NAMES, LABEL_IDS, _questions, REQUIRES
+from .catalogue import CATEGORIES, CATEGORY_NAMES, CONFUSABLE, LABEL_IDS, _questions, REQUIRES
 from .canvas import _Scene
 from .ground import _coast, _river, _roads, _terrain
 from .sites import _COUNTS, _LAND_SITES, _site_harbor, _site_lake, _site_ships
 
 #: Bump whenever the output for a given seed changes: the embedded cache folder is named
 #: after it, so a changed generator never reuses a stale cache.
-GENERATOR_VERSION = "v1"
+GENERATOR_VERSION = "v2"
 SPLITS = ("train", "val", "test")
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 MIN_SIDE, MAX_SIDE = 256, 1024
@@ -63,8 +63,11 @@ def planned_target(seed: int, split: str, index: int) -> tuple[str, bool]:
 
 def _choose_categories(rng: np.random.Generator, target: str, empty: bool) -> list[str]:
     """The categories drawn in an image: the target (unless empty) and 3-6 distractors,
-    closed under :data:`REQUIRES`; an empty image draws nothing that needs the asked one."""
-    excluded = {target} | ({c for c, deps in REQUIRES.items() if target in deps} if empty else set())
+    closed under :data:`REQUIRES`; an empty image draws nothing that needs the asked one
+    and nothing that could answer its question (:data:`CONFUSABLE`)."""
+    excluded = {target}
+    if empty:
+        excluded |= {c for c, deps in REQUIRES.items() if target in deps} | set(CONFUSABLE.get(target, ()))
     pool = [c for c in CATEGORY_NAMES if c not in excluded]
     picks = [pool[int(i)] for i in rng.choice(len(pool), size=int(rng.integers(3, 7)), replace=False)]
     cats = picks + ([] if empty else [target])
