@@ -8,6 +8,7 @@ each (trl logs one reward function per component).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
@@ -24,6 +25,21 @@ class RewardWeights:
     json: float = 1.0
     think: float = 1.0
 
+    def __post_init__(self) -> None:
+        # A NaN or infinite weight would make every reward NaN or unbounded (and trl would
+        # train on it silently): refuse it, and anything that is not a number.
+        for name in COMPONENTS:
+            value = getattr(self, name)
+            try:
+                number = float(value)
+            except (TypeError, ValueError, OverflowError):
+                number = None
+            if isinstance(value, bool) or number is None or not math.isfinite(number):
+                raise ConfigError(
+                    f"reward weight {name}={value!r} must be a finite number (default iou=2, json=1, think=1)"
+                )
+            object.__setattr__(self, name, number)
+
     @classmethod
     def from_any(cls, value: "RewardWeights | Mapping[str, float] | None") -> "RewardWeights":
         if value is None:
@@ -35,7 +51,7 @@ class RewardWeights:
             raise ConfigError(
                 f"unknown reward component(s) {sorted(unknown)}; valid: {', '.join(COMPONENTS)}"
             )
-        return cls(**{k: float(v) for k, v in value.items()})
+        return cls(**dict(value.items()))
 
     def as_list(self) -> list[float]:
         """In COMPONENTS order, e.g. for trl's ``reward_weights``."""

@@ -177,7 +177,9 @@ class Scorer:
     # -- parsing --------------------------------------------------------------------------
     def parse(self, completion: Any, image_size: tuple[int, int] | None = None) -> tuple[ParsedAnswer, bool]:
         """(answer under the scorer's mode, strict-parse flag for the JSON point)."""
-        text = completion_text(completion)
+        return self._parse_text(completion_text(completion), image_size)
+
+    def _parse_text(self, text: Any, image_size: tuple[int, int] | None) -> tuple[ParsedAnswer, bool]:
         if isinstance(text, _Unparsable):
             return ParsedAnswer(False, error=text.why), False
         return parse_with_strict(
@@ -210,7 +212,18 @@ class Scorer:
             h, w = gt.shape
             if image.shape[:2] != (h, w):
                 raise ValueError(f"image {image.shape[:2]} and mask {gt.shape} differ in size")
-            parsed.append([self.parse(c, (w, h)) for c in completions])
+            # Identical completions (frequent within a GRPO group) are parsed once.
+            seen: dict[str, tuple[ParsedAnswer, bool]] = {}
+            answers = []
+            for c in completions:
+                text = completion_text(c)
+                if isinstance(text, str):
+                    if text not in seen:
+                        seen[text] = self._parse_text(text, (w, h))
+                    answers.append(seen[text])
+                else:
+                    answers.append(self._parse_text(text, (w, h)))
+            parsed.append(answers)
         # Groups that need a mask, batched by distinct image.
         by_image: dict[Any, list[int]] = {}
         for g, answers in enumerate(parsed):
@@ -287,6 +300,10 @@ def _image_key(image: Any) -> str:
     return hashlib.sha1(arr.tobytes() + str(arr.shape).encode()).hexdigest()
 
 
+#: Format flags remembered between trl's reward callables (more than any batch).
+_MAX_REMEMBERED_FLAGS = 65_536
+
+
 def make_reward_functions(
     scorer: Scorer,
     gt_mask_lookup: Callable[[str], np.ndarray] | None = None,
@@ -304,6 +321,22 @@ def make_reward_functions(
     ``json`` and ``think`` only parse. ``on_scores(results, columns)`` sees every scored
     batch (for logging IoU and parse failures).
     """
+
+    # trl calls the three callables one after the other on the same completions: the iou
+    # callable's scoring records each completion's format flags, and the json and think
+    # callables look them up instead of parsing again. One batch is kept.
+    flags: dict[str, tuple[bool, bool]] = {}  # completion text -> (json_ok, think_ok)
+
+    def format_flags(completion: Any) -> tuple[bool, bool]:
+        text = completion_text(completion)
+        if isinstance(text, str) and text in flags:
+            return flags[text]
+        answer, json_ok = scorer.parse(completion)
+        if isinstance(text, str):
+            if len(flags) >= _MAX_REMEMBERED_FLAGS:
+                flags.clear()
+            flags[text] = (json_ok, answer.think_ok)
+        return json_ok, answer.think_ok
 
     def iou(prompts=None, completions=(), **columns: Any) -> list[float]:
         images = columns.get("image") or columns.get("images")
@@ -329,6 +362,11 @@ def make_reward_functions(
             for idx in order.values()
         ]
         scored = scorer.score_many(groups, image_keys=[key[0] for key in order])
+        flags.clear()
+        for c, res in zip((completions[i] for idx in order.values() for i in idx), (r for rs in scored for r in rs)):
+            text = completion_text(c)
+            if isinstance(text, str):
+                flags[text] = (res.json_ok, res.think_ok)
         flat: list[ScoreResult | None] = [None] * len(completions)
         for idx, res in zip(order.values(), scored):
             for i, r in zip(idx, res):
@@ -338,10 +376,10 @@ def make_reward_functions(
         return [r.reward_components["iou"] for r in flat]  # type: ignore[union-attr]
 
     def json_format(prompts=None, completions=(), **columns: Any) -> list[float]:
-        return [1.0 if scorer.parse(c)[1] else 0.0 for c in completions]
+        return [1.0 if format_flags(c)[0] else 0.0 for c in completions]
 
     def think_format(prompts=None, completions=(), **columns: Any) -> list[float]:
-        return [1.0 if scorer.parse(c)[0].think_ok else 0.0 for c in completions]
+        return [1.0 if format_flags(c)[1] else 0.0 for c in completions]
 
     iou.__name__, json_format.__name__, think_format.__name__ = (f"t2s_{c}" for c in COMPONENTS)
     return [iou, json_format, think_format]
