@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -157,6 +160,37 @@ def run_load(
         latency_ms={"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)), "max": float(lat.max())},
         mismatches=mismatches[0], errors=errors,
     )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_server(*args: str, port: int = 0, env: dict | None = None, wait_s: float = 60.0) -> tuple[subprocess.Popen, str]:
+    """Start `t2s serve` (``args`` appended) as a subprocess; returns it and its URL once listening."""
+    cmd = [sys.executable, "-m", "think2seg.scripts.serve", "--port", str(port), *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(wait_s)
+    if not line or "listening on" not in line[0]:
+        proc.kill()
+        proc.wait(10)
+        raise RuntimeError(f"`t2s serve {' '.join(args)}` did not start: {proc.stderr.read()[-2000:]}")
+    return proc, line[0].split("listening on ")[1].split()[0]
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,8 @@ Importing the package registers the environments (gymnasium does not read entry 
 
 - ``Think2Seg-EarthReason-v0``: EarthReason from ``root`` and ``split``.
 - ``Think2Seg-Synthetic-v0``: the embedded synthetic EarthReason-format set (no download).
+- ``Think2Seg-RRSISD-v0``, ``Think2Seg-RefSegRS-v0``, ``Think2Seg-RISBench-v0``: the
+  referring benchmarks from ``root`` (default split ``test``), with upstream's prompts.
 
 ``gym.make("t2s_env:Think2Seg-EarthReason-v0", root=..., segmenter=...)`` imports this
 package first, so it works without an explicit import too.
@@ -40,6 +42,20 @@ if "Think2Seg-Synthetic-v0" not in registry:
         entry_point="t2s_env.env:Think2SegEnv",
         kwargs={"dataset_spec": "synthetic", "segmenter": "grabcut"},
     )
+# The referring benchmarks, evaluated as upstream does (test split, SAM2.1 small, the
+# bbox+2pos instruction; each dataset's {Question} per instructions.QUESTION_TEMPLATES).
+for _env_id, _spec in (
+    ("Think2Seg-RRSISD-v0", "rrsisd"),
+    ("Think2Seg-RefSegRS-v0", "refsegrs"),
+    ("Think2Seg-RISBench-v0", "risbench"),
+):
+    if _env_id not in registry:
+        register(
+            id=_env_id,
+            entry_point="t2s_env.env:Think2SegEnv",
+            kwargs={"dataset_spec": _spec, "split": "test", "segmenter": "sam2:small", "prompt_variant": "bbox+2pos"},
+        )
+del _env_id, _spec
 
 __all__ = [
     "CheckpointError",

@@ -2,6 +2,7 @@
 
     t2s data synth --out DIR [--n N] [--seed S] [--splits train,val,test]
     t2s data check earthreason --root DIR [--split S]
+    t2s data export verl --dataset earthreason:train --root DIR --out train.parquet
     t2s bench [...]              (registered by think2seg.benchmarks)
     t2s leaderboard [...]        (registered by think2seg.benchmarks)
     t2s train grpo --config F    (registered by think2seg.scripts)
@@ -77,6 +78,16 @@ def _data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_export(args: argparse.Namespace) -> int:
+    from .integrations.export import export
+
+    image_size = None if args.image_size == 0 else args.image_size
+    n = export(args.format, args.dataset, args.root, args.out, image_size=image_size, question=args.question,
+               seed=args.seed, variant=args.prompt_variant, limit=args.limit)
+    print(f"wrote {args.out} ({n} {args.format} rows)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="t2s", description="Think2Seg: reasoning segmentation in remote sensing")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -96,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--split", help="one split (default: every split present)")
     check.add_argument("--lenient", action="store_true", help="skip broken images with a warning instead of failing")
     check.set_defaults(func=_data_check)
+    export = dsub.add_parser("export", help="write a dataset split as RL parquet rows for verl or EasyR1")
+    export.add_argument("format", choices=["verl", "easyr1"], help="whose RL dataset rows to write")
+    export.add_argument("--dataset", required=True, help="name:split, e.g. earthreason:train")
+    export.add_argument("--root", help="dataset root (not needed for synthetic)")
+    export.add_argument("--out", required=True, help="output .parquet file (its folder must exist)")
+    export.add_argument("--image-size", type=int, default=840, help="protocol frame side (default 840; 0 = native)")
+    export.add_argument("--question", default="random", choices=["first", "random", "all"],
+                        help="question per image: seeded random (default, upstream), first, or one row per question")
+    export.add_argument("--seed", type=int, default=0)
+    export.add_argument("--prompt-variant", default="bbox+2pos")
+    export.add_argument("--limit", type=int, help="at most this many rows")
+    export.set_defaults(func=_data_export)
 
     # Registered subcommands parse their own options (and their own --help); the parser built
     # here only lists them (it is built for ``t2s --help`` and usage errors, never on the

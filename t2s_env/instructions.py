@@ -101,6 +101,44 @@ def get_variant(variant: str | PromptVariant) -> PromptVariant:
         ) from None
 
 
+def _sentence_with_period(text: str) -> str:
+    return text + "."
+
+
+def _single_spaced(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _as_written(text: str) -> str:
+    return text
+
+
+#: How each dataset's annotation text becomes the ``{Question}`` of the user turn, as
+#: upstream Think2Seg-RS builds it for evaluation (every dataset uses the same
+#: ``bbox+2pos`` instruction around it):
+#:
+#: - ``earthreason``: a question of the image's QA file, unchanged.
+#: - ``rrsisd``: the ref's sentence (``sent``) with a ``.`` appended (SPEC §2).
+#: - ``refsegrs``: the words after the id on a phrase-file line, joined by single spaces
+#:   (upstream splits the line on whitespace and re-joins the rest).
+#: - ``risbench``: the rest of the stripped line after its first space, unchanged.
+QUESTION_TEMPLATES = {
+    "earthreason": _as_written,
+    "synthetic": _as_written,
+    "rrsisd": _sentence_with_period,
+    "refsegrs": _single_spaced,
+    "risbench": _as_written,
+}
+
+
+def referring_question(dataset: str, text: str) -> str:
+    """The ``{Question}`` upstream builds from a dataset's annotation ``text``."""
+    try:
+        return QUESTION_TEMPLATES[dataset](text)
+    except KeyError:
+        raise ConfigError(f"no question template for dataset {dataset!r}; known: {', '.join(QUESTION_TEMPLATES)}") from None
+
+
 def build_messages(question: str, variant: str | PromptVariant = DEFAULT_VARIANT) -> list[dict[str, Any]]:
     """Chat messages for an LVLM: a system turn, then a user turn with the image first.
 

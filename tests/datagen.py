@@ -59,3 +59,22 @@ def write_rectangle_dataset(root: Path, split: str = "val", n: int = 6, n_empty:
                      answer=["target"] if rects else [])
         out.append({"id": sid, "rects": rects})
     return out
+
+
+def coco_rle_string(counts: Sequence[int]) -> str:
+    """Run lengths written in COCO's compressed RLE string format, with no validation, so
+    tests can write what pycocotools would never produce (negative counts, wrong sums).
+
+    Each count (from the fourth on, as the difference from the count two places before)
+    is written as little-endian 5-bit groups, ``chr(48 + group)``, 0x20 = more groups
+    follow, 0x10 of the last group = negative."""
+    out = []
+    for i, c in enumerate(counts):
+        x = int(c) - (int(counts[i - 2]) if i > 2 else 0)
+        more = True
+        while more:
+            group = x & 0x1F
+            x >>= 5
+            more = not ((x == 0 and not group & 0x10) or (x == -1 and group & 0x10))
+            out.append(chr(48 + (group | (0x20 if more else 0))))
+    return "".join(out)

@@ -213,8 +213,11 @@ def test_checkpoint_round_trip(seg, image, emb, tmp_path, monkeypatch):
 def test_bad_checkpoints(seg, tmp_path):
     bad = tmp_path / "junk.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="cannot read") as e:
         SAM2Segmenter("tiny", checkpoint=bad, device="cpu", image_size=256)
+    # one line, and no advice to retry with weights_only=False (that would run the file's code)
+    assert "\n" not in str(e.value) and "weights_only" not in str(e.value)
+    assert str(bad) in str(e.value) and "download it again" in str(e.value)
     wrong = tmp_path / "wrong.pt"
     torch.save({"state_dict": {}}, wrong)
     with pytest.raises(CheckpointError, match="not an official SAM2 checkpoint"):

@@ -11,8 +11,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import asdict
@@ -29,32 +27,9 @@ from t2s_env.scoring import Scorer, make_reward_functions
 from think2seg.scripts import loadtest
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(*args: str, port: int = 0, env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "think2seg.scripts.serve", "--port", str(port), *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(60)
-    if not line or "listening on" not in line[0]:
-        proc.kill()
-        raise RuntimeError(f"server did not start: {line} {proc.stderr.read() if proc.poll() is not None else ''}")
-    return proc, line[0].split("listening on ")[1].split()[0]
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(10)
-    for stream in (proc.stdout, proc.stderr):
-        stream.close()
+free_port = loadtest.free_port
+start_server = loadtest.spawn_server
+stop = loadtest.stop_server
 
 
 @pytest.fixture(scope="module")

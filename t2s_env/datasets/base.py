@@ -7,15 +7,15 @@ counted skip otherwise) and end in one warning that counts the skips.
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from PIL import Image
-
 from ..errors import ConfigError, DatasetError
-from .sample import Sample
+from .sample import Sample, image_size  # noqa: F401  (re-exported: loaders import it from here)
 
 QUESTION_CHOICES = ("first", "random", "all")
 SPLITS = ("train", "val", "test")
@@ -25,13 +25,45 @@ class DatasetWarning(UserWarning):
     """Samples were skipped while loading a dataset."""
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header only."""
+def require_folder(folder: Path, what: str, hint: str = "") -> None:
+    """A one-line :class:`DatasetError` unless ``folder`` is a folder this process can list.
+
+    ``Path.is_dir()`` answers False for a folder it may not look into, which would report
+    an unreadable folder as missing; stat tells the two apart.
+    """
     try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}; replace or remove the file") from None
+        st = os.stat(folder)
+    except FileNotFoundError:
+        raise DatasetError(f"missing folder {folder} ({what}){'; expected ' + hint if hint else ''}") from None
+    except PermissionError:
+        raise DatasetError(f"cannot access folder {folder} ({what}): permission denied on it or a folder above it; make it readable") from None
+    except OSError as exc:
+        raise DatasetError(f"cannot access folder {folder} ({what}): {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise DatasetError(f"{folder} ({what}) is not a folder{'; expected ' + hint if hint else ''}")
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise DatasetError(f"cannot list folder {folder} ({what}): permission denied; make it readable (chmod +rx)")
+
+
+def list_folder(folder: Path, what: str) -> list[tuple[str, Path, bool]]:
+    """(name, path, is a folder) of each entry of ``folder``, sorted by name; an unreadable
+    folder is a :class:`DatasetError` that says so (never an empty listing)."""
+    require_folder(folder, what)
+    try:
+        with os.scandir(folder) as it:
+            entries = [(e.name, folder / e.name, _is_dir(e)) for e in it]
+    except PermissionError:
+        raise DatasetError(f"cannot list folder {folder} ({what}): permission denied; make it readable (chmod +rx)") from None
+    except OSError as exc:
+        raise DatasetError(f"cannot list folder {folder} ({what}): {exc.strerror or exc}") from None
+    return sorted(entries)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 class SampleDataset(Sequence[Sample]):
@@ -57,8 +89,13 @@ class SampleDataset(Sequence[Sample]):
         self.strict = strict
         self.skipped: Counter[str] = Counter()
         self._notes: list[str] = []
-        if not self.root.is_dir():
-            raise DatasetError(f"dataset root {self.root} does not exist; pass --root DIR pointing at {self.layout_hint}")
+        try:
+            os.stat(self.root)
+        except FileNotFoundError:
+            raise DatasetError(f"dataset root {self.root} does not exist; pass --root DIR pointing at {self.layout_hint}") from None
+        except OSError:
+            pass  # not "missing": require_folder names the real cause
+        require_folder(self.root, "dataset root", self.layout_hint)
         self.samples: list[Sample] = self._index()
         self._warn_skips()
 

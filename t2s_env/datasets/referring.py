@@ -34,12 +34,13 @@ counted and reported in one :class:`DatasetWarning` with ``strict=False``.
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import numbers
 import os
 import pickle
 import re
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,9 +49,10 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DatasetError
-from .base import SPLITS, SampleDataset, image_size
+from ..instructions import referring_question
+from .base import SPLITS, SampleDataset, list_folder, require_folder
 from .earthreason import seeded_choice
-from .sample import Sample
+from .sample import Sample, image_size, open_data_file
 
 #: extensions tried, in this order, when an entry's file is not found under its exact name
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
@@ -81,33 +83,121 @@ class CocoMask:
         return int(w), int(h)
 
 
+#: Largest mask side accepted from an annotation file (EarthReason's largest image side
+#: is 7,617 px): bigger sizes are corrupt values, and decoding them would exhaust memory.
+MAX_MASK_SIDE = 100_000
+
+
+def _check_size(size: Any) -> tuple[int, int]:
+    """An RLE ``size`` as (height, width) of positive ints, else ValueError."""
+    if not isinstance(size, (list, tuple)) or len(size) != 2:
+        raise ValueError(f"an RLE size must be [height, width], got {_short(size, 40)}")
+    out = []
+    for v in size:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v != int(v):
+            raise ValueError(f"an RLE size must hold two whole numbers, got {_short(size, 40)}")
+        if not 0 < int(v) <= MAX_MASK_SIDE:
+            raise ValueError(f"RLE size {_short(size, 40)} is outside 1..{MAX_MASK_SIDE} per side")
+        out.append(int(v))
+    return out[0], out[1]
+
+
+def rle_string_counts(counts: bytes | str) -> np.ndarray:
+    """The run lengths held in a compressed COCO RLE string, checked, as int64.
+
+    The format (pycocotools' ``rleToString``): each count is a little-endian run of 5-bit
+    groups stored as ``chr(48 + group)``, bit 0x20 meaning "more groups follow" and bit
+    0x10 of the last group the sign; from the fourth count on, each is stored as the
+    difference from the count two places before. pycocotools decodes any bytes without a
+    check, so garbage becomes a wrong mask and a negative count a wild write; here anything
+    that is not a well-formed string raises ValueError.
+    """
+    raw = counts.encode("latin-1") if isinstance(counts, str) else bytes(counts)
+    c = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if c.min() < 0 or c.max() > 63:
+        bad = raw[int(np.flatnonzero((c < 0) | (c > 63))[0])]
+        raise ValueError(f"its RLE counts string holds the byte {bytes([bad])!r}, outside the format's '0'..'o'")
+    last = (c & 0x20) == 0  # the last group of each count
+    if not last[-1]:
+        raise ValueError("its RLE counts string is truncated (the last count is unfinished)")
+    ends = np.flatnonzero(last)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.max() > 7:  # 35 bits: far beyond any mask's pixel count
+        raise ValueError("its RLE counts string holds a count too large for any mask")
+    count_of = np.repeat(np.arange(len(ends)), lengths)
+    shift = 5 * (np.arange(c.size) - starts[count_of])
+    values = np.zeros(len(ends), dtype=np.int64)
+    np.add.at(values, count_of, (c & 0x1F) << shift)
+    negative = (c[ends] & 0x10) != 0
+    values[negative] -= np.left_shift(np.int64(1), 5 * lengths[negative])
+    # undo the delta coding: counts 3, 5, 7, ... and 4, 6, 8, ... (1-based) are running sums
+    values[1::2] = np.cumsum(values[1::2])
+    values[2::2] = np.cumsum(values[2::2])
+    return values
+
+
+def _check_counts(counts: np.ndarray, height: int, width: int) -> None:
+    if counts.size and counts.min() < 0:
+        raise ValueError(f"its RLE holds a negative count ({int(counts.min())})")
+    total = int(counts.sum())
+    if total != height * width:
+        raise ValueError(
+            f"its RLE counts cover {total} pixels but its size {height}x{width} has {height * width}"
+        )
+
+
+def decode_rle(rle: dict) -> np.ndarray:
+    """A compressed COCO RLE dict as an (H, W) bool array, checked first (ValueError)."""
+    height, width = _check_size(rle.get("size") if isinstance(rle, dict) else None)
+    counts = rle_string_counts(rle["counts"])
+    _check_counts(counts, height, width)
+    values = np.arange(counts.size, dtype=np.uint8) & 1  # runs alternate 0, 1, 0, ...
+    flat = np.repeat(values.astype(bool), counts)
+    return np.ascontiguousarray(flat.reshape(width, height).T)  # COCO runs go down columns
+
+
 def decode_coco_mask(ref: CocoMask) -> np.ndarray:
     """A :class:`CocoMask` as an (H, W) bool array (the ``mask_reader`` of RRSIS-D)."""
-    from pycocotools import mask as cocomask
-
     try:
-        with warnings.catch_warnings():
-            # pycocotools' __array__ predates numpy 2's copy keyword: harmless, once per decode
-            warnings.filterwarnings("ignore", message=r"__array__ implementation", category=DeprecationWarning)
-            m = cocomask.decode(ref.rle)
-    except Exception as exc:  # pycocotools raises bare Exceptions on corrupt counts
+        return decode_rle(ref.rle)
+    except (ValueError, TypeError, KeyError) as exc:
         raise DatasetError(f"cannot decode the mask of {ref}: {exc}; fix or remove that annotation") from None
-    if m.ndim == 3:
-        m = m.any(axis=2)
-    return np.ascontiguousarray(m, dtype=bool)
+
+
+def _check_polygon(part: Sequence[Any], height: int, width: int) -> list[float]:
+    """A polygon's coordinates as floats, else ValueError: non-finite values, or vertices
+    more than one image size outside the frame. pycocotools rasterizes in 32-bit
+    integers at 5x scale, and a coordinate near 5e8, or NaN, crashes the process there.
+    Vertices a little outside the frame are kept: annotation tools write them, and the
+    rasterizer clips them."""
+    values = [float(v) for v in part]
+    for k, v in enumerate(values):
+        side = width if k % 2 == 0 else height
+        if not math.isfinite(v):
+            raise ValueError(f"polygon coordinate {k} is {v}")
+        if not -side <= v <= 2 * side:
+            raise ValueError(
+                f"polygon coordinate {k} is {v:g}, more than one image size outside the {width}x{height} frame"
+            )
+    return values
 
 
 def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict:
     """A COCO ``segmentation`` (RLE dict, uncompressed RLE, a list of RLEs, or polygons)
-    as one compressed RLE of their union. Raises ValueError on anything else."""
+    as one compressed RLE of their union. Everything is checked before pycocotools sees
+    it; raises ValueError (or TypeError) on anything malformed."""
     from pycocotools import mask as cocomask
 
+    height, width = _check_size([height, width])
     seg = segmentation
     if isinstance(seg, dict):
         parts: list = [seg]
     elif isinstance(seg, (list, tuple)):
         parts = list(seg)
-        if parts and all(isinstance(v, (int, float)) for v in parts):
+        if parts and all(_is_number(v) for v in parts):
             parts = [parts]  # one flat polygon
     else:
         raise ValueError(f"segmentation must be an RLE dict or a list, not {type(seg).__name__}")
@@ -117,19 +207,25 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict:
         if isinstance(part, dict):
             if "counts" not in part or "size" not in part:
                 raise ValueError("an RLE needs 'counts' and 'size'")
-            ph, pw = (int(v) for v in part["size"])
+            ph, pw = _check_size(part["size"])
             counts = part["counts"]
             if isinstance(counts, list):
-                rles.append(cocomask.frPyObjects({"size": [ph, pw], "counts": counts}, ph, pw))
+                if not all(_is_number(v) and math.isfinite(v) and v == int(v) for v in counts):
+                    raise ValueError("uncompressed RLE counts must be whole numbers")
+                values = np.array([int(v) for v in counts], dtype=np.int64) if counts else np.zeros(0, np.int64)
+                _check_counts(values, ph, pw)
+                rles.append(cocomask.frPyObjects({"size": [ph, pw], "counts": [int(v) for v in counts]}, ph, pw))
             elif isinstance(counts, (str, bytes)):
-                rles.append({"size": [ph, pw], "counts": counts.encode() if isinstance(counts, str) else counts})
+                data = counts.encode("latin-1") if isinstance(counts, str) else counts
+                _check_counts(rle_string_counts(data), ph, pw)
+                rles.append({"size": [ph, pw], "counts": data})
             else:
                 raise ValueError(f"RLE counts must be a string or a list, not {type(counts).__name__}")
-        elif isinstance(part, (list, tuple)) and all(isinstance(v, (int, float)) for v in part):
+        elif isinstance(part, (list, tuple)) and all(_is_number(v) for v in part):
             if len(part) % 2:
                 raise ValueError(f"a polygon needs an even number of coordinates, got {len(part)}")
             if len(part) >= 6:  # shorter ones have no area (and pycocotools would read 4 as a box)
-                polygons.append([float(v) for v in part])
+                polygons.append(_check_polygon(part, height, width))
         else:
             raise ValueError("segmentation parts must be RLE dicts or polygons (lists of numbers)")
     if polygons:
@@ -142,20 +238,26 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict:
     return rles[0] if len(rles) == 1 else cocomask.merge(rles, intersect=False)
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
 # -- shared machinery ----------------------------------------------------------------------
 class _DirIndex:
-    """The files of one folder, listed once: look-ups by exact name, then by stem."""
+    """The files of one folder, listed once: look-ups by exact name, then by stem.
 
-    def __init__(self, folder: Path) -> None:
+    Every entry that is not a folder is indexed, FIFOs and broken links included: reading
+    one then fails with a message that says what it is, instead of "missing" or a hang.
+    """
+
+    def __init__(self, folder: Path, what: str = "files") -> None:
         self.folder = folder
         self.names: dict[str, Path] = {}
         self.stems: dict[str, list[Path]] = {}
-        with os.scandir(folder) as it:
-            for e in it:
-                if e.is_file():
-                    p = folder / e.name
-                    self.names[e.name] = p
-                    self.stems.setdefault(p.stem, []).append(p)
+        for name, p, is_dir in list_folder(folder, what):
+            if not is_dir:
+                self.names[name] = p
+                self.stems.setdefault(p.stem, []).append(p)
 
     def find(self, names: Iterable[str], stems: Iterable[str] = ()) -> Path | None:
         for n in names:
@@ -196,22 +298,31 @@ class ReferringDataset(SampleDataset):
     ) -> None:
         if split not in SPLITS:
             raise ConfigError(f"unknown {self.dataset} split {split!r}; valid: {', '.join(SPLITS)}")
-        self._sizes: dict[Path, tuple[int, int]] = {}  # header reads, shared while indexing
+        self._sizes: dict[Path, tuple[int, int] | DatasetError] = {}  # header reads, shared while indexing
         super().__init__(root, split, question, seed, strict)
         self._sizes.clear()
 
-    def _size(self, path: Path) -> tuple[int, int]:
+    def _size(self, path: Path, what: str = "image") -> tuple[int, int]:
         if path not in self._sizes:
-            self._sizes[path] = image_size(path)
-        return self._sizes[path]
+            try:
+                self._sizes[path] = image_size(path, what)
+            except DatasetError as exc:
+                self._sizes[path] = exc
+        size = self._sizes[path]
+        if isinstance(size, DatasetError):
+            raise size
+        return size
 
     def _require_dir(self, folder: Path, what: str) -> None:
-        if not folder.is_dir():
-            raise DatasetError(f"missing folder {folder} ({what}); expected {self.layout_hint}")
+        require_folder(folder, what, self.layout_hint)
 
     def _require_file(self, path: Path, what: str) -> None:
-        if not path.is_file():
-            raise DatasetError(f"missing {what} {path}; expected {self.layout_hint} (see docs/datasets.md)")
+        try:
+            os.lstat(path)
+        except FileNotFoundError:
+            raise DatasetError(f"missing {what} {path}; expected {self.layout_hint} (see docs/datasets.md)") from None
+        except OSError as exc:  # e.g. a parent folder without permission: not "missing"
+            raise DatasetError(f"cannot access {what} {path}: {exc.strerror or exc}; make it readable") from None
 
 
 # -- RRSIS-D -------------------------------------------------------------------------------
@@ -230,14 +341,17 @@ class RRSISDDataset(ReferringDataset):
     layout_hint = "the folder holding rrsisd/refs(unc).p, rrsisd/instances.json and images/rrsisd/JPEGImages/"
 
     def _index(self) -> list[Sample]:
-        refs_path = self.root / "rrsisd" / "refs(unc).p"
+        pickle_path = self.root / "rrsisd" / REFS_PICKLE
+        json_path = self.root / "rrsisd" / REFS_JSON
         inst_path = self.root / "rrsisd" / "instances.json"
         image_dir = self.root / "images" / "rrsisd" / "JPEGImages"
-        if not refs_path.is_file() and (self.root / "refs(unc).p").is_file():
+        if not _exists(pickle_path) and not _exists(json_path) and (self.root / REFS_PICKLE).is_file():
             raise DatasetError(
-                f"missing {refs_path}, but {self.root / 'refs(unc).p'} exists: --root must be the folder "
+                f"missing {pickle_path}, but {self.root / REFS_PICKLE} exists: --root must be the folder "
                 f"above rrsisd/ (holding rrsisd/ and images/rrsisd/JPEGImages/), not rrsisd/ itself"
             )
+        # The JSON written by `t2s data convert rrsisd` is preferred: reading it runs no unpickler.
+        refs_path = json_path if _exists(json_path) else pickle_path
         self._require_file(refs_path, "RRSIS-D refs file")
         self._require_file(inst_path, "RRSIS-D annotation file")
         self._require_dir(image_dir, "RRSIS-D images")
@@ -246,11 +360,14 @@ class RRSISDDataset(ReferringDataset):
         anns_list = instances.get("annotations") if isinstance(instances, dict) else None
         if not isinstance(anns_list, list):
             raise DatasetError(f"{inst_path} must be a COCO-style JSON object with an 'annotations' list")
-        anns = {a["id"]: a for a in anns_list if isinstance(a, dict) and "id" in a}
+        # Entries whose id is not a string or whole number cannot be referred to: left out.
+        anns = {a["id"]: a for a in anns_list if isinstance(a, dict) and _is_id(a.get("id"))}
+        images_list = instances.get("images") or []
         images_meta = {
-            im["id"]: im for im in instances.get("images") or [] if isinstance(im, dict) and "id" in im
+            im["id"]: im for im in (images_list if isinstance(images_list, list) else [])
+            if isinstance(im, dict) and _is_id(im.get("id"))
         }
-        files = _DirIndex(image_dir)
+        files = _DirIndex(image_dir, "RRSIS-D images")
 
         split_refs = [r for r in refs if isinstance(r, dict) and r.get("split") == self.split]
         if not split_refs:
@@ -264,6 +381,13 @@ class RRSISDDataset(ReferringDataset):
             missing_keys = [k for k in ("ref_id", "ann_id", "image_id", "sentences") if k not in ref]
             if missing_keys:
                 self._problem(f"{refs_path}: a ref lacks {', '.join(missing_keys)}: {_short(ref)}", "bad ref")
+                continue
+            bad_ids = [k for k in ("ref_id", "ann_id", "image_id") if not _is_id(ref[k])]
+            if bad_ids:
+                self._problem(
+                    f"{refs_path}: a ref's {', '.join(bad_ids)} must be a string or a whole number: {_short(ref)}",
+                    "bad ref",
+                )
                 continue
             ref_id = str(ref["ref_id"])
             if ref_id in seen:
@@ -284,10 +408,14 @@ class RRSISDDataset(ReferringDataset):
                 looked = ", ".join(names + [f"{s}.<{'|'.join(e[1:] for e in IMAGE_EXTENSIONS)}>" for s in stems])
                 self._problem(f"no image for ref {ref_id} (image_id {ref['image_id']}) in {image_dir}: looked for {looked}", "missing image")
                 continue
-            width, height = self._size(image_path)
+            try:
+                width, height = self._size(image_path)
+            except DatasetError as exc:
+                self._problem(f"{exc} (ref {ref_id})", "unreadable image")
+                continue
             try:
                 rle = segmentation_to_rle(ann.get("segmentation"), height, width)
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, OverflowError) as exc:
                 self._problem(f"{inst_path}: annotation id {ref['ann_id']!r} (ref {ref_id}) has an unusable segmentation: {exc}", "bad annotation")
                 continue
             mask = CocoMask(source=str(inst_path), ann_id=ref["ann_id"], rle=rle)
@@ -297,8 +425,7 @@ class RRSISDDataset(ReferringDataset):
                     "size mismatch",
                 )
                 continue
-            # Upstream prompt: the referring sentence with a "." appended (SPEC §2).
-            questions = tuple(s + "." for s in sentences)
+            questions = tuple(referring_question("rrsisd", s) for s in sentences)
             if self.question == "all":
                 picks = list(range(len(questions)))
             elif self.question == "random":
@@ -322,17 +449,77 @@ class RRSISDDataset(ReferringDataset):
         return samples
 
 
-def _read_refs(path: Path) -> list:
-    """The refs pickle (only load one from a source you trust: unpickling runs code)."""
+def _exists(path: Path) -> bool:
+    """True when anything is at ``path`` (a broken link or FIFO too: reading it says what
+    is wrong, rather than calling the file missing)."""
+    return os.path.lexists(path)
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles lists, dicts, tuples, sets, strings, bytes, numbers, booleans and None:
+    what the pickle opcodes build by themselves, plus the two look-ups old protocols use
+    for sets and bytes. Any other class or function (``find_class``), which is how a
+    pickle runs code, is refused before it is imported or called; so are persistent ids."""
+
+    #: Python-2-era protocol-2 pickles build sets through these, which run no user code.
+    _SAFE = {("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"), ("__builtin__", "frozenset")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._SAFE:
+            return set if name == "set" else frozenset
+        if (module, name) == ("_codecs", "encode"):  # how protocol 2 stores bytes
+            return _latin1_bytes
+        raise pickle.UnpicklingError(
+            f"it asks to build {module}.{name}, and only plain lists, dicts, strings and numbers are allowed"
+        )
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("it holds a persistent id, and only plain data is allowed")
+
+
+def _latin1_bytes(text: Any, encoding: str = "latin1") -> bytes:
+    """Protocol-2 pickles store bytes as ``_codecs.encode(text, "latin1")``; only that exact
+    call is admitted (another codec is not plain data)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("it calls _codecs.encode with other than (text, 'latin1')")
+    return text.encode("latin-1")
+
+
+#: where ``t2s data convert rrsisd`` writes the refs as JSON; read instead of the pickle
+REFS_JSON = "refs(unc).json"
+REFS_PICKLE = "refs(unc).p"
+#: a refs file far larger than RRSIS-D's (a few MiB) is not a refs file
+MAX_REFS_BYTES = 512 << 20
+
+
+def read_refs_pickle(path: Path) -> list:
+    """The refs of an RRSIS-D ``refs(unc).p``, read with a restricted unpickler (plain data
+    only, so a crafted file cannot run code); any problem is one :class:`DatasetError`."""
+    with open_data_file(path, "refs file") as f:
+        data = f.read(MAX_REFS_BYTES + 1)
+    if len(data) > MAX_REFS_BYTES:
+        raise DatasetError(f"refs file {path} is larger than {MAX_REFS_BYTES >> 20} MiB; it cannot be RRSIS-D's refs")
     try:
-        with open(path, "rb") as f:
-            try:
-                refs = pickle.load(f)
-            except UnicodeDecodeError:  # a Python 2 pickle with non-ASCII text
-                f.seek(0)
-                refs = pickle.load(f, encoding="latin1")
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
-        raise DatasetError(f"cannot read refs file {path}: {exc}; download it again") from None
+        try:
+            refs = _PlainUnpickler(io.BytesIO(data)).load()
+        except UnicodeDecodeError:  # a Python 2 pickle with non-ASCII text
+            refs = _PlainUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except RecursionError:
+        raise DatasetError(f"cannot read refs file {path}: it is nested too deeply; download it again") from None
+    except Exception as exc:  # a corrupt pickle raises almost anything (TypeError, MemoryError, OverflowError ...)
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise DatasetError(
+            f"cannot read refs file {path}: {type(exc).__name__}{': ' + reason if reason else ''}; download it again"
+        ) from None
+    return _refs_list(refs, path)
+
+
+def read_refs_json(path: Path) -> list:
+    """The refs of a JSON refs file written by ``t2s data convert rrsisd``."""
+    return _refs_list(_read_json(path, "refs file"), path)
+
+
+def _refs_list(refs: Any, path: Path) -> list:
     if isinstance(refs, dict) and isinstance(refs.get("refs"), list):
         refs = refs["refs"]
     if not isinstance(refs, list):
@@ -340,12 +527,81 @@ def _read_refs(path: Path) -> list:
     return refs
 
 
-def _read_json(path: Path) -> Any:
+def _read_refs(path: Path) -> list:
+    return read_refs_json(path) if path.suffix == ".json" else read_refs_pickle(path)
+
+
+def refs_to_json_text(refs: list, source: Path) -> str:
+    """The refs as JSON text: tuples and sets become lists, bytes become text (UTF-8, else
+    Latin-1), as the refer tools wrote them. Floats that are not finite are refused."""
+
+    def plain(v: Any, depth: int = 0) -> Any:
+        if depth > 64:
+            raise DatasetError(f"{source}: a ref is nested more than 64 levels deep; it is not RRSIS-D's refs")
+        if isinstance(v, dict):
+            return {str(k) if not isinstance(k, str) else k: plain(x, depth + 1) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x, depth + 1) for x in v]
+        if isinstance(v, (set, frozenset)):
+            return sorted((plain(x, depth + 1) for x in v), key=repr)
+        if isinstance(v, bytes):
+            try:
+                return v.decode("utf-8")
+            except UnicodeDecodeError:
+                return v.decode("latin-1")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise DatasetError(f"{source}: a ref holds the number {v}, which JSON cannot store; download the file again")
+        if v is None or isinstance(v, (str, bool, int, float)):
+            return v
+        raise DatasetError(f"{source}: a ref holds a {type(v).__name__}; it is not RRSIS-D's refs")
+
+    return json.dumps([plain(r) for r in refs], ensure_ascii=False)
+
+
+def convert_rrsisd_refs(root: str | Path, overwrite: bool = False) -> tuple[Path, int]:
+    """Write ``<root>/rrsisd/refs(unc).json`` from the pickle (read with the restricted
+    unpickler); the loader prefers the JSON from then on. Returns (path, number of refs).
+
+    The file appears whole or not at all (written to a temporary name, then renamed).
+    """
+    root = Path(root)
+    require_folder(root, "dataset root", RRSISDDataset.layout_hint)
+    source = root / "rrsisd" / REFS_PICKLE
+    target = root / "rrsisd" / REFS_JSON
+    if not _exists(source):
+        hint = " (--root is the folder above rrsisd/)" if (root / REFS_PICKLE).is_file() else ""
+        raise DatasetError(f"missing RRSIS-D refs file {source}{hint}; expected {RRSISDDataset.layout_hint}")
+    if _exists(target) and not overwrite:
+        raise DatasetError(f"{target} already exists; pass --overwrite to write it again")
+    refs = read_refs_pickle(source)
+    text = refs_to_json_text(refs, source)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise DatasetError(f"cannot write {target}: {exc.strerror or exc}; check the folder's permissions and free space") from None
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+    return target, len(refs)
+
+
+def _read_json(path: Path, what: str = "annotation file") -> Any:
+    with open_data_file(path, what) as f:
+        try:
             return json.load(f)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}; download it again") from None
+        except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DatasetError(f"cannot read {path}: {reason}; download it again") from None
+
+
+def _is_id(v: Any) -> bool:
+    """An id usable as a key: a string or a whole number (JSON and pickles hold both)."""
+    return isinstance(v, str) or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
 
 
 def _sentences(raw: Any) -> list[str]:
@@ -372,14 +628,18 @@ def _rrsisd_candidates(ref: dict, image_meta: dict | None) -> tuple[list[str], l
                 names.append(trimmed + Path(base).suffix)
                 stems.append(trimmed)
     image_id = ref.get("image_id")
-    if isinstance(image_id, numbers.Integral) or (isinstance(image_id, str) and image_id.isdigit()):
-        stems.append(f"{int(image_id):05d}")
+    if isinstance(image_id, numbers.Integral) or (isinstance(image_id, str) and image_id.isascii() and image_id.isdigit()):
+        if len(str(image_id)) <= 32:  # (int() refuses thousands of digits)
+            stems.append(f"{int(image_id):05d}")
     stems.append(str(image_id))
     return list(dict.fromkeys(names)), list(dict.fromkeys(stems))
 
 
 def _short(obj: Any, n: int = 120) -> str:
-    text = repr(obj)
+    try:
+        text = repr(obj)
+    except (RecursionError, ValueError):  # a structure nested too deeply / a huge int
+        text = f"<{type(obj).__name__}>"
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
@@ -408,7 +668,7 @@ class _PhraseDataset(ReferringDataset):
         image_dir, mask_dir = self.root / self.image_dir, self.root / self.mask_dir
         self._require_dir(image_dir, f"{self.dataset} images")
         self._require_dir(mask_dir, f"{self.dataset} masks")
-        images, masks = _DirIndex(image_dir), _DirIndex(mask_dir)
+        images, masks = _DirIndex(image_dir, f"{self.dataset} images"), _DirIndex(mask_dir, f"{self.dataset} masks")
 
         entries: list[tuple[int, str, str, list[str], list[str]]] = []  # line, image id, expr, names, stems
         for line_no, line in _read_lines(phrase_path):
@@ -416,7 +676,7 @@ class _PhraseDataset(ReferringDataset):
             if m is None:
                 self._problem(f"{phrase_path}:{line_no}: expected '<{self._key_name}> <expression>', got {line.strip()!r}", "bad line")
                 continue
-            key, expression = m.group(1), m.group(2)
+            key, expression = m.group(1), referring_question(self.dataset, m.group(2))
             image_id, names, stems = self._files(key)
             entries.append((line_no, image_id, expression, names, stems))
 
@@ -439,7 +699,11 @@ class _PhraseDataset(ReferringDataset):
             if mask_path is None:
                 self._problem(f"missing mask for {where}: looked for {_looked(mask_dir, names, stems)}", "missing mask")
                 continue
-            size, msize = self._size(image_path), self._size(mask_path)
+            try:
+                size, msize = self._size(image_path), self._size(mask_path, "mask")
+            except DatasetError as exc:
+                self._problem(f"{exc} ({where})", "unreadable file")
+                continue
             if size != msize:
                 self._problem(
                     f"image {image_path} is {size[0]}x{size[1]} but mask {mask_path} is {msize[0]}x{msize[1]} ({where}); they must match",
@@ -491,12 +755,13 @@ class RISBenchDataset(_PhraseDataset):
 
 def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, line) of the non-blank lines of a UTF-8 text file."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path} is not UTF-8 text ({exc}); re-save it as UTF-8") from None
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from None
+    with open_data_file(path, "phrase file") as f:
+        try:
+            text = f.read().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DatasetError(f"{path} is not UTF-8 text ({exc}); re-save it as UTF-8") from None
+        except OSError as exc:
+            raise DatasetError(f"cannot read {path}: {exc}") from None
     for i, line in enumerate(text.splitlines(), 1):
         if line.strip():
             yield i, line
@@ -521,6 +786,10 @@ __all__ = [
     "RRSISDDataset",
     "RefSegRSDataset",
     "ReferringDataset",
+    "convert_rrsisd_refs",
     "decode_coco_mask",
+    "decode_rle",
+    "read_refs_json",
+    "read_refs_pickle",
     "segmentation_to_rle",
 ]

@@ -421,11 +421,29 @@ def _read_official(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file, pickle refused, truncated download ...
-        first = str(e).splitlines()[0] if str(e) else ""
-        raise CheckpointError(f"cannot read SAM2 checkpoint {path}: {type(e).__name__}: {first}") from e
+        raise CheckpointError(
+            f"cannot read SAM2 checkpoint {path}: {_load_failure(e)}; download it again "
+            f"(official files: {CHECKPOINT_URL.format(file='')})"
+        ) from e
     if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
         raise CheckpointError(f"{path} is not an official SAM2 checkpoint (expected a dict with a 'model' state_dict)")
     return obj["model"]
+
+
+def _load_failure(e: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in one line, without torch's advice to
+    retry with ``weights_only=False``: for a file that is not a plain state dict that
+    advice means running whatever code the file holds."""
+    text = str(e)
+    if "Weights only load failed" in text:
+        # torch's message: a paragraph of advice, then "WeightsUnpickler error: <cause>"
+        cause = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
+        cause = next((line.strip() for line in cause.splitlines() if line.strip()), "")
+        return f"not a plain tensor checkpoint, or corrupt ({cause or 'refused by the safe loader'})"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if "weights_only" in first:
+        first = "refused by the safe loader"
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, size: str) -> None:
