@@ -318,7 +318,8 @@ def _observation(framed: Any, job: Job, agent: Agent) -> tuple[dict, dict]:
 
 def _tile(framed: Any, record: Mapping[str, Any], result: ScoreResult) -> np.ndarray:
     caption = f"{record['sample_id']}  IoU {record['iou']:.2f}"
-    return tensorboard_log.make_tile(framed.image, framed.gt_mask, result.mask, result.prompts, caption)
+    return tensorboard_log.make_tile(framed.image, framed.gt_mask, result.mask, result.prompts, caption,
+                                     question=record.get("question"))
 
 
 def process_batch(job: Job, indices: list[int], scorers: tuple[Scorer, Scorer], progress: Any) -> None:

@@ -28,12 +28,13 @@ def make_tile(
     prompts: Sequence[Mapping[str, Any]],
     caption: str,
     size: int = TILE_SIZE,
+    question: str | None = None,
 ) -> np.ndarray:
     """One overlay, downscaled to ``size`` at once so that kept tiles stay small."""
-    overlay = draw_overlay(image, pred_mask=pred_mask, gt_mask=gt_mask, prompts=prompts)
+    overlay = draw_overlay(image, pred_mask=pred_mask, gt_mask=gt_mask, prompts=prompts, empty_gt=False)
     tile = cv2.resize(overlay, (size, size), interpolation=cv2.INTER_AREA)
-    # The caption is drawn after downscaling so that it stays legible.
-    return draw_overlay(tile, caption=caption)
+    # Text (caption, question, the empty-GT tag) is drawn after downscaling so that it stays legible.
+    return draw_overlay(tile, caption=caption, question=question, empty_gt=not np.any(gt_mask))
 
 
 def jpeg_image_summary(tag: str, image: np.ndarray, quality: int = 90):

@@ -38,7 +38,8 @@ def _data_synth(args: argparse.Namespace) -> int:
     from .datasets.synthetic import generate
 
     splits = [s for s in args.splits.split(",") if s]
-    summary = generate(args.out, n=args.n, seed=args.seed, splits=splits, overwrite=args.overwrite)
+    summary = generate(args.out, n=args.n, seed=args.seed, splits=splits, overwrite=args.overwrite,
+                       progress=False if args.no_progress else None)
     for split, count in summary.items():
         print(f"{split}: {count} images")
     print(f"wrote {args.out}")
@@ -90,6 +91,7 @@ def _data_export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="t2s", description="Think2Seg: reasoning segmentation in remote sensing")
+    p.add_argument("--version", action="version", version=version_line())
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="generate or validate datasets")
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--splits", default="train,val,test", help="comma-separated splits")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
+    synth.add_argument("--no-progress", action="store_true", help="no progress bar (none is shown when stderr is not a terminal)")
     synth.set_defaults(func=_data_synth)
     check = dsub.add_parser("check", help="validate a dataset and print its counts")
     check.add_argument("dataset", help="earthreason, synthetic, rrsisd, refsegrs or risbench")
@@ -139,9 +142,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _summary(ep: importlib.metadata.EntryPoint) -> str:
-    """First line of the command function's docstring."""
-    doc = (getattr(ep.load(), "__doc__", None) or "").strip()
+    """First line of the command function's docstring. A command whose module cannot be
+    imported (a missing optional dependency) is listed as such instead of breaking --help."""
+    try:
+        doc = (getattr(ep.load(), "__doc__", None) or "").strip()
+    except Exception as exc:  # noqa: BLE001 - any import failure of one plug-in command
+        return f"(unavailable: {type(exc).__name__}: {exc})"
     return doc.splitlines()[0] if doc else ep.value
+
+
+def version_line() -> str:
+    """``t2s --version``: the installed distribution's version, else the library's."""
+    try:
+        version = importlib.metadata.version("think2seg")
+    except importlib.metadata.PackageNotFoundError:
+        from . import __version__ as version
+    return f"t2s (think2seg) {version}"
 
 
 def _find_registered(argv: Sequence[str]) -> tuple[Callable[[Sequence[str]], int], list[str]] | None:
@@ -157,19 +173,48 @@ def _find_registered(argv: Sequence[str]) -> tuple[Callable[[Sequence[str]], int
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        found = _find_registered(argv)
-        if found is not None:
-            fn, rest = found
-            return int(fn(rest) or 0)
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        return int(args.func(args) or 0)
+        if argv[:1] == ["--version"]:  # without loading every registered command
+            print(version_line())
+            sys.stdout.flush()
+            return 0
+        try:
+            found = _find_registered(argv)
+            if found is not None:
+                fn, rest = found
+                return int(fn(rest) or 0)
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            return int(args.func(args) or 0)
+        finally:  # also after --help: a closed pipe shows up here, where it is handled, not at exit
+            _flush_stdout()
+    except BrokenPipeError:
+        return _reader_went_away()
     except T2SError as exc:
         print(f"t2s: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("t2s: interrupted", file=sys.stderr)
         return 130
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except (AttributeError, ValueError):  # no stdout, or a closed one
+        pass
+
+
+def _reader_went_away() -> int:
+    """``t2s leaderboard | head``: the reader closed the pipe. Stop quietly, like other
+    command-line tools, and point stdout at /dev/null so that the interpreter's final flush
+    of the unwritten output does not raise again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout replaced by an object without a descriptor
+        pass
+    return 128 + 13  # the status of a process ended by SIGPIPE, as the shell reports it
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import ConfigError, DatasetError
+from ...progress import progress_bar
 from .catalogue import CATEGORY_NAMES
 from .scene import GENERATOR_VERSION, SPLITS, _SPLIT_CODES, SyntheticSample, render_sample
 
@@ -38,14 +39,17 @@ def _write_sample(base: Path, s: SyntheticSample) -> None:
                                                      encoding="utf-8")
 
 
-def _write_dataset(root: Path, sizes: Mapping[str, int], seed: int) -> None:
-    """Write every split of ``sizes`` and the manifest under ``root`` (which exists)."""
-    for split, n in sizes.items():
-        base = root / split
-        for sub in ("images", "labels", "QAs"):
-            (base / sub).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            _write_sample(base, render_sample(seed, split, i))
+def _write_dataset(root: Path, sizes: Mapping[str, int], seed: int, progress: bool | None = None) -> None:
+    """Write every split of ``sizes`` and the manifest under ``root`` (which exists), with a
+    progress bar on stderr (``progress`` None: when stderr is a terminal)."""
+    with progress_bar(sum(sizes.values()), "synthetic", "image", progress) as bar:
+        for split, n in sizes.items():
+            base = root / split
+            for sub in ("images", "labels", "QAs"):
+                (base / sub).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                _write_sample(base, render_sample(seed, split, i))
+                bar.update(1)
     manifest = {
         "generator": "think2seg-synthetic",
         "version": GENERATOR_VERSION,
@@ -58,7 +62,8 @@ def _write_dataset(root: Path, sizes: Mapping[str, int], seed: int) -> None:
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
 
 
-def _build_in_temp(parent: Path, name: str, sizes: Mapping[str, int], seed: int, what: str) -> Path:
+def _build_in_temp(parent: Path, name: str, sizes: Mapping[str, int], seed: int, what: str,
+                   progress: bool | None = None) -> Path:
     """Generate into a fresh hidden sibling folder; on any failure remove it and raise."""
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +71,7 @@ def _build_in_temp(parent: Path, name: str, sizes: Mapping[str, int], seed: int,
     except OSError as exc:
         raise DatasetError(f"cannot write to {parent / name}: {exc.strerror or exc}; {what}") from None
     try:
-        _write_dataset(tmp, sizes, seed)
+        _write_dataset(tmp, sizes, seed, progress)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DatasetError(f"cannot write to {parent / name}: {exc.strerror or exc}; {what}") from None
@@ -110,9 +115,10 @@ _REPLACEABLE = {"train", "val", "test", MANIFEST}
 
 
 def generate(out: str | Path, n: int = 200, seed: int = 0, splits: Sequence[str] = SPLITS,
-             overwrite: bool = False) -> dict[str, int]:
+             overwrite: bool = False, progress: bool | None = None) -> dict[str, int]:
     """Write ``n`` images per split to ``out`` in the EarthReason layout; returns
-    ``{split: images written}``.
+    ``{split: images written}``. A progress bar goes to stderr when it is a terminal
+    (``progress`` True or False forces it on or off).
 
     The set is generated in a hidden sibling folder and renamed into place at the end, so
     an error or interruption never leaves a half-written ``out``. An existing non-empty
@@ -135,7 +141,8 @@ def generate(out: str | Path, n: int = 200, seed: int = 0, splits: Sequence[str]
             raise ConfigError(f"refusing to replace {out}: it holds {foreign[0]!r}, which is not part of a dataset; "
                               "remove the folder yourself or choose another --out")
     out = out.absolute()
-    tmp = _build_in_temp(out.parent, out.name, {s: n for s in names}, seed, "choose a folder you can write to")
+    tmp = _build_in_temp(out.parent, out.name, {s: n for s in names}, seed, "choose a folder you can write to",
+                         progress)
     try:
         _replace_dir(tmp, out)
     except OSError as exc:
