@@ -66,20 +66,28 @@ RECORDED_PACKAGES = (
 )
 _OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_\-]+)*)=(.*)$", re.S)
 _INPUTS_ATTR = "_t2s_config_inputs"
+SYNTAX = (
+    "--config FILE reads a YAML recipe of these keys (trl's format; env: sets environment variables). "
+    "key=value overrides it with a YAML value (use_peft=true, lora_target_modules=[q_proj,v_proj], root=null; "
+    "a.b=v sets one entry of a mapping); --key value options win over both. --print-config prints the "
+    "resolved recipe and exits."
+)
 
 
 class _Parser:
     """Lazily subclassed TrlParser whose argparse errors are one-line ConfigErrors."""
 
     @staticmethod
-    def make(dataclass_types: Sequence[type], prog: str) -> Any:
+    def make(dataclass_types: Sequence[type], prog: str, description: str | None) -> Any:
         from trl import TrlParser
 
         class T2SParser(TrlParser):
             def error(self, message: str) -> typing.NoReturn:  # argparse would print usage and exit
                 raise ConfigError(f"{message} (see {self.prog} --help)")
 
-        return T2SParser(dataclass_types=list(dataclass_types), prog=prog, allow_abbrev=False)
+        return T2SParser(dataclass_types=list(dataclass_types), prog=prog, allow_abbrev=False,
+                         usage=f"{prog} [--config FILE] [key=value ...] [--key value ...] [--print-config]",
+                         description=description, epilog=SYNTAX)
 
 
 def _field_types(dataclass_types: Sequence[type]) -> dict[str, Any]:
@@ -315,6 +323,7 @@ def parse_config(
     *dataclass_types: type,
     prog: str = "t2s",
     defaults: dict[str, Any] | None = None,
+    description: str | None = None,
 ) -> tuple[Any, ...]:
     """Instances of ``dataclass_types`` (in that order) from ``argv`` (see the module
     docstring for the syntax). ``defaults`` replaces field defaults (the script's own
@@ -324,7 +333,7 @@ def parse_config(
     argv = list(sys.argv[1:] if argv is None else argv)
     if not dataclass_types:
         raise TypeError("parse_config needs at least one dataclass type")
-    parser = _Parser.make(dataclass_types, prog)
+    parser = _Parser.make(dataclass_types, prog, description)
     types_by_key = _field_types(dataclass_types)
     base_defaults = {a.dest: a.default for a in parser._actions if a.dest in types_by_key}
     for key in defaults or {}:

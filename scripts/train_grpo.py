@@ -2,13 +2,18 @@
 
     t2s train grpo --config scripts/configs/grpo_3b_lora_1gpu.yaml root=/data/EarthReason
     t2s train grpo --config scripts/configs/grpo_tiny_cpu.yaml max_steps=3
-    t2s train grpo --config F --resume auto            # latest checkpoint in output_dir
+    t2s train grpo --config scripts/configs/grpo_tiny_cpu.yaml --max_steps 3 --use_peft
+    t2s train grpo --config F --resume                 # latest checkpoint in output_dir
     accelerate launch --config_file scripts/configs/accelerate_zero3.yaml \\
         scripts/train_grpo.py --config scripts/configs/grpo_3b.yaml root=/data/EarthReason
 
-The file reads top to bottom: the one configuration dataclass, how it is loaded (YAML +
-``key=value`` overrides, type-checked), the training rows, the model, the rewards, the
-TensorBoard extras, then ``main``. See docs/training.md for the recipes and memory figures.
+Configuration is trl's: this script's ``ScriptArguments`` beside trl's ``GRPOConfig`` and
+``ModelConfig``, filled from a YAML recipe and overrides by ``TrlParser``
+(scripts/config.py: ``key=value`` or ``--key value``). The resolved config, with package
+versions and the git commit, is saved as ``output_dir/config.yaml``.
+
+The file reads top to bottom: configuration, the training rows, the model, the rewards,
+the TensorBoard extras, then ``main``. See docs/training.md for the recipes and memory figures.
 
 Data. One row per (image, question), materialised for every epoch in a seeded order, and
 trl reads the rows once in that order (``shuffle_dataset=False``, one trl epoch):
@@ -36,20 +41,18 @@ batched. SAM2 is built on this rank's own device (``cuda:LOCAL_RANK``).
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
+import functools
+import importlib.util
 import json
+import math
 import os
 import sys
-import types
-import typing
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
-import yaml
 
 if __package__ in (None, ""):  # run as a file: import the checkout as think2seg.*
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,225 +71,148 @@ from t2s_env import (
 )
 from t2s_env.datasets import EarthReasonDataset, seeded_choice
 from t2s_env.errors import CheckpointError
+from think2seg.scripts.config import parse_config, save_resolved_config
 
-QUESTION_MODES = ("redraw", "all", "first", "random")
 DEFAULT_LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 # ---------------------------------------------------------------------------------------
-# 1. Configuration: one dataclass; YAML keys and command-line overrides are its fields.
+# 1. Configuration: this script's dataclass beside trl's GRPOConfig and ModelConfig.
 # ---------------------------------------------------------------------------------------
 @dataclass
-class TrainConfig:
-    # -- model -----------------------------------------------------------------------
-    model: str = "Qwen/Qwen2.5-VL-3B-Instruct"  # dir, hub id, or "tiny:DIR" (built offline if missing)
-    processor: str | None = None  # when the model dir lacks one
-    attn_implementation: str | None = None  # e.g. flash_attention_2 (GPU), sdpa
-    # -- data ------------------------------------------------------------------------
-    dataset: str = "earthreason:train"  # any make_dataset spec name:split
-    root: str | None = None
-    question_mode: str = "redraw"  # redraw | all | first | random
-    data_seed: int = 0
-    image_size: int = 840  # protocol frame; a multiple of 28
-    max_images: int | None = None  # use only the first N images (smoke runs)
-    # -- validation during training (0 steps = off) -----------------------------------
+class ScriptArguments:
+    """Options of this script; every other key is a field of trl's ``GRPOConfig`` (training)
+    or ``ModelConfig`` (model, LoRA). ``t2s train grpo --help`` lists them all."""
+
+    # -- data ----------------------------------------------------------------------------
+    dataset: str = field(default="earthreason:train", metadata={"help": "any make_dataset spec name:split"})
+    root: str | None = field(default=None, metadata={"help": "dataset root folder"})
+    question_mode: Literal["redraw", "all", "first", "random"] = field(
+        default="redraw", metadata={"help": "which question of an image each epoch (module docstring)"})
+    image_size: int = field(default=840, metadata={"help": "protocol frame; a multiple of 28"})
+    max_images: int | None = field(default=None, metadata={"help": "use only the first N images (smoke runs)"})
+    # -- validation during training (val_steps 0 = off) -----------------------------------
     val_dataset: str | None = "earthreason:val"
-    val_root: str | None = None  # default: root
+    val_root: str | None = field(default=None, metadata={"help": "default: root"})
     val_samples: int = 16
-    eval_steps: int = 100
-    val_max_new_tokens: int | None = None  # default: max_completion_length
+    val_steps: int = field(default=100, metadata={"help": "greedy validation with overlays every N steps"})
+    val_max_new_tokens: int | None = field(default=None, metadata={"help": "default: max_completion_length"})
     val_batch_size: int = 8
-    # -- environment / reward ------------------------------------------------------------
+    # -- environment / reward (the weights are GRPOConfig's reward_weights: iou, json, think)
     segmenter: str = "sam2:small"
-    segmenter_options: dict[str, Any] = field(default_factory=dict)
+    segmenter_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "e.g. {checkpoint: PATH}"})
     prompt_variant: str = "bbox+2pos"
-    reward_weights: dict[str, float] = field(default_factory=lambda: {"iou": 2.0, "json": 1.0, "think": 1.0})
-    # -- GRPO ------------------------------------------------------------------------
-    num_generations: int = 16
-    per_device_train_batch_size: int = 16  # completions per device step
-    gradient_accumulation_steps: int = 2
-    num_train_epochs: int = 5
-    max_steps: int = -1
-    learning_rate: float = 1e-6
-    lr_scheduler_type: str = "linear"
-    warmup_steps: float = 0.0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    beta: float = 0.001
-    epsilon: float = 0.2
-    loss_type: str = "grpo"
-    scale_rewards: str = "group"
-    num_iterations: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_completion_length: int = 1024
-    bf16: bool = True
-    gradient_checkpointing: bool = True
-    use_cpu: bool = False
-    seed: int = 42
-    # -- parameter-efficient training ------------------------------------------------------
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_MODULES))
+    # -- model extras ----------------------------------------------------------------------
+    processor: str | None = field(default=None, metadata={"help": "when the model folder lacks one"})
     freeze_vision: bool = False
-    # -- generation backend -------------------------------------------------------------
-    use_vllm: bool = False
-    vllm_mode: str = "colocate"
-    vllm_gpu_memory_utilization: float = 0.3
-    # -- output, logging, checkpoints ------------------------------------------------------
-    output_dir: str = "runs/grpo"
-    logging_steps: int = 1
-    save_steps: int = 100
-    save_total_limit: int | None = 3
-    sample_log_steps: int = 10  # completions as TensorBoard text every N steps (0 = off)
+    # -- logging and threads -----------------------------------------------------------------
+    sample_log_steps: int = field(default=10, metadata={"help": "completions as TensorBoard text every N steps"})
     samples_to_log: int = 4
-    debug_dump: bool = False  # per-completion JSONL under output_dir/debug (off: upstream's logs were huge)
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
-    dataloader_num_workers: int = 0
-    resume: str | None = None  # checkpoint dir, or "auto" (latest in output_dir, if any)
-    grpo_extra: dict[str, Any] = field(default_factory=dict)  # more GRPOConfig fields, passed through
+    debug_dump: bool = field(default=False, metadata={"help": "per-completion JSONL under output_dir/debug"})
+    torch_threads: int | None = field(
+        default=None, metadata={"help": "torch intra-op threads per process (CPU recipes: 1); null = torch's default"})
 
 
-def config_fields() -> dict[str, Any]:
-    """Field name -> resolved type annotation."""
-    return typing.get_type_hints(TrainConfig)
+#: This script's choices where they differ from trl's defaults (a recipe overrides them).
+DEFAULTS: dict[str, Any] = {
+    "output_dir": "runs/grpo",
+    "report_to": ["tensorboard"],
+    "logging_steps": 1,
+    "save_steps": 100,
+    "save_total_limit": 3,
+    "data_seed": 0,
+    "reward_weights": RewardWeights().as_list(),
+    "shuffle_dataset": False,
+    "activation_checkpointing_kwargs": {"use_reentrant": False},
+}
 
 
-def _check_type(name: str, value: Any, tp: Any) -> Any:
-    """``value`` converted to the annotation ``tp`` or ConfigError naming ``name``."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arm in args:
-            if arm is type(None):
-                continue
-            try:
-                return _check_type(name, value, arm)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{name}: bad value {value!r}")
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
-            raise ConfigError(f"{name} must be an integer, got {value!r}")
-        return int(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if isinstance(value, (dict, list)) or value is None:
-            raise ConfigError(f"{name} must be a string, got {value!r}")
-        return str(value)
-    if origin is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name} must be a list, got {value!r}")
-        return [_check_type(f"{name}[{i}]", v, args[0] if args else Any) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{name} must be a mapping, got {value!r}")
-        vt = args[1] if len(args) == 2 else Any
-        return {str(k): _check_type(f"{name}.{k}", v, vt) for k, v in value.items()}
-    return value
+@dataclass
+class Config:
+    script: ScriptArguments
+    training: Any  # trl.GRPOConfig, as handed to the trainer (num_train_epochs=1)
+    model: Any  # trl.ModelConfig
+    epochs: int  # the recipe's num_train_epochs, materialised in the rows
 
 
-def _unknown(key: str) -> ConfigError:
-    valid = ", ".join(sorted(config_fields()))
-    return ConfigError(f"unknown config key {key!r}; valid keys: {valid}")
+def load_config(argv: Sequence[str] = ()) -> Config:
+    """Parse and check the whole configuration; raises ConfigError before anything loads.
+    ``--resume`` (alone: ``auto``) is short for ``resume_from_checkpoint``."""
+    from trl import GRPOConfig
+
+    script, model, training = parse_config(_resume_alias(argv), ScriptArguments, model_arguments(), GRPOConfig,
+                                           prog="t2s train grpo", defaults=DEFAULTS,
+                                           description="GRPO training of a Qwen2.5-VL prompter on the Think2Seg reward (trl).")
+    epochs = check_config(script, training, model)
+    training.num_train_epochs = 1  # trl reads the materialised epochs once (module docstring)
+    return Config(script, training, model, epochs)
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` with a YAML value (``lora=true``, ``lora_target_modules=[q_proj,v_proj]``)."""
-    key, sep, raw = text.partition("=")
-    key = key.strip().lstrip("-")
-    if not sep or not key:
-        raise ConfigError(f"override {text!r} must look like key=value")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return key, (raw, value)
+@functools.cache
+def model_arguments() -> type:
+    """trl's ``ModelConfig`` that requires a model: with no recipe there is no default hub
+    model to download. Parsed before ``GRPOConfig``, whose own checks assume a GPU."""
+    from trl import ModelConfig
+
+    @dataclass
+    class ModelArguments(ModelConfig):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if self.model_name_or_path is None:
+                raise ConfigError(
+                    "no model: pass a recipe (--config scripts/configs/grpo_tiny_cpu.yaml runs offline on a CPU) "
+                    "or model_name_or_path=DIR|hub-id"
+                )
+
+    return ModelArguments
 
 
-def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """A TrainConfig from a YAML file plus ``key=value`` overrides (``a.b=v`` sets a key of
-    a mapping field). Unknown keys and ill-typed values raise ConfigError."""
-    field_types = config_fields()
-    values: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {path} not found; recipes live in scripts/configs/")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} must hold a mapping of config keys")
-        for k, v in data.items():
-            if k not in field_types:
-                raise _unknown(k)
-            values[k] = _check_type(k, v, field_types[k])
-    for text in overrides:
-        key, (raw, value) = parse_override(text)
-        top, _, sub = key.partition(".")
-        if top not in field_types:
-            raise _unknown(top)
-        tp = field_types[top]
-        if sub:
-            if typing.get_origin(tp) is not dict:
-                raise ConfigError(f"{top} is not a mapping; use {top}=value")
-            current = dict(values.get(top, getattr(TrainConfig(), top)) or {})
-            vt = typing.get_args(tp)[1]
-            current[sub] = _check_type(key, value, vt)
-            values[top] = current
+def _resume_alias(argv: Sequence[str]) -> list[str]:
+    out = []
+    tokens = list(argv)
+    for i, tok in enumerate(tokens):
+        if tok != "--resume" and not tok.startswith("--resume="):
+            out.append(tok)
             continue
-        arms = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
-        if str in arms and all(a in (str, type(None)) for a in arms) and value is not None and not isinstance(value, str):
-            value = raw.strip()  # a path or name that YAML read as a number / bool
-        values[top] = _check_type(top, value, tp)
-    cfg = TrainConfig(**values)
-    validate_config(cfg)
-    return cfg
+        value = tok.split("=", 1)[1] if "=" in tok else None
+        if value is None:
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+            if nxt is not None and not nxt.startswith("-") and "=" not in nxt:
+                value = nxt
+                tokens[i + 1] = None  # consumed
+        out += ["--resume_from_checkpoint", value or "auto"]
+    return [t for t in out if t is not None]
 
 
-def validate_config(cfg: TrainConfig) -> None:
-    if cfg.question_mode not in QUESTION_MODES:
-        raise ConfigError(f"question_mode must be one of {', '.join(QUESTION_MODES)}, got {cfg.question_mode!r}")
-    if cfg.image_size < 28 or cfg.image_size % 28:
-        raise ConfigError(f"image_size must be a positive multiple of 28 (so the processor keeps it), got {cfg.image_size}")
-    if cfg.num_generations < 2:
-        raise ConfigError(f"num_generations must be >= 2 (GRPO compares completions of a group), got {cfg.num_generations}")
-    per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
-    if per_step % cfg.num_generations:
-        raise ConfigError(
-            f"per_device_train_batch_size × gradient_accumulation_steps ({per_step}) must be a multiple of "
-            f"num_generations ({cfg.num_generations})"
-        )
-    if cfg.num_train_epochs < 1:
-        raise ConfigError(f"num_train_epochs must be >= 1, got {cfg.num_train_epochs}")
-    if cfg.use_vllm:
-        import importlib.util
-
-        if importlib.util.find_spec("vllm") is None:
-            raise ConfigError("use_vllm=true needs vllm (pip install vllm); or set use_vllm=false")
-    if cfg.bf16 and cfg.use_cpu:
+def check_config(script: ScriptArguments, training: Any, model: Any) -> int:
+    """What trl cannot know about this script; returns the number of epochs."""
+    if script.image_size < 28 or script.image_size % 28:
+        raise ConfigError(f"image_size must be a positive multiple of 28 (so the processor keeps it), got {script.image_size}")
+    epochs = training.num_train_epochs
+    if epochs < 1 or float(epochs) != int(epochs):
+        raise ConfigError(f"num_train_epochs must be a whole number >= 1 (epochs are materialised as rows), got {epochs}")
+    if training.num_generations < 2:
+        raise ConfigError(f"num_generations must be >= 2 (GRPO compares completions of a group), got {training.num_generations}")
+    if training.shuffle_dataset:
+        raise ConfigError("shuffle_dataset must stay false: the rows are already a seeded order per epoch, "
+                          "which --resume relies on")
+    if training.remove_unused_columns:
+        raise ConfigError("remove_unused_columns must stay false: the reward reads the sample_id column")
+    weights = training.reward_weights or []
+    if len(weights) != 3 or not all(math.isfinite(w) for w in weights):
+        raise ConfigError(f"reward_weights must be 3 finite numbers (t2s_iou, t2s_json, t2s_think), got {weights}")
+    if training.bf16 and training.use_cpu:
         raise ConfigError("bf16=true with use_cpu=true is slow and unsupported here; set bf16=false for CPU runs")
-    get_variant(cfg.prompt_variant)
-    RewardWeights.from_any(cfg.reward_weights)
+    if training.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ConfigError("use_vllm=true needs vllm (pip install vllm); or set use_vllm=false")
+    if model.dtype not in (None, "auto", "float32", "bfloat16", "float16"):
+        raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {model.dtype!r}")
+    if model.load_in_4bit or model.load_in_8bit:
+        raise ConfigError("load_in_4bit / load_in_8bit are not supported by this script; use use_peft=true instead")
+    if script.torch_threads is not None and script.torch_threads < 1:
+        raise ConfigError(f"torch_threads must be >= 1 or null, got {script.torch_threads}")
+    get_variant(script.prompt_variant)
+    return int(epochs)
 
 
 # ---------------------------------------------------------------------------------------
@@ -337,35 +263,35 @@ def _question_choice(sample: Any, mode: str, seed: int, epoch: int) -> tuple[str
     return qs[k], k
 
 
-def build_train_data(cfg: TrainConfig) -> TrainData:
+def build_train_data(cfg: Config) -> TrainData:
     """Rows for ``num_train_epochs`` epochs; each epoch a seeded permutation of the units
     (images, or questions in ``all`` mode)."""
     from datasets import Dataset
 
-    load_mode = {"redraw": "first", "all": "all", "first": "first", "random": "random"}[cfg.question_mode]
-    base = make_dataset(cfg.dataset, root=cfg.root, question=load_mode, seed=cfg.data_seed)
+    load_mode = {"redraw": "first", "all": "all", "first": "first", "random": "random"}[cfg.script.question_mode]
+    base = make_dataset(cfg.script.dataset, root=cfg.script.root, question=load_mode, seed=cfg.training.data_seed)
     samples = list(base)
-    if cfg.max_images is not None:
-        keep = sorted({s.image_id for s in samples})[: cfg.max_images]
+    if cfg.script.max_images is not None:
+        keep = sorted({s.image_id for s in samples})[: cfg.script.max_images]
         keep_set = set(keep)
         samples = [s for s in samples if s.image_id in keep_set]
     if not samples:
-        raise ConfigError(f"dataset {cfg.dataset} has no samples")
+        raise ConfigError(f"dataset {cfg.script.dataset} has no samples")
     # EarthReason-layout data has one mask per image, so any question of an image can be
     # re-drawn; referring datasets keep each expression with its own mask. (The reward
     # encodes each image once either way: it groups by image_id, then by sample_id.)
     one_mask_per_image = isinstance(base, EarthReasonDataset)
     rows: dict[str, list[Any]] = defaultdict(list)
     sample_index: dict[str, int] = {}
-    for epoch in range(cfg.num_train_epochs):
-        order = np.random.default_rng([cfg.data_seed, epoch]).permutation(len(samples))
+    for epoch in range(cfg.epochs):
+        order = np.random.default_rng([cfg.training.data_seed, epoch]).permutation(len(samples))
         for u in order.tolist():
             s = samples[u]
             # Re-drawing needs questions that share the sample's mask: true of EarthReason's
             # per-image questions; referring datasets keep each expression with its own mask.
-            mode = cfg.question_mode if one_mask_per_image else "first"
-            question, k = _question_choice(s, mode, cfg.data_seed, epoch)
-            sid = f"{s.image_id}#q{k}" if cfg.question_mode in ("redraw", "all") and one_mask_per_image else s.sample_id
+            mode = cfg.script.question_mode if one_mask_per_image else "first"
+            question, k = _question_choice(s, mode, cfg.training.data_seed, epoch)
+            sid = f"{s.image_id}#q{k}" if cfg.script.question_mode in ("redraw", "all") and one_mask_per_image else s.sample_id
             sample_index[sid] = u
             rows["row_id"].append(len(rows["row_id"]))
             rows["epoch"].append(epoch)
@@ -374,8 +300,8 @@ def build_train_data(cfg: TrainConfig) -> TrainData:
             rows["question"].append(question)
             rows["unit"].append(u)
     ds = Dataset.from_dict(dict(rows))
-    cache = FrameCache(samples, cfg.image_size, capacity=max(64, 2 * cfg.per_device_train_batch_size))
-    variant = get_variant(cfg.prompt_variant)
+    cache = FrameCache(samples, cfg.script.image_size, capacity=max(64, 2 * cfg.training.per_device_train_batch_size))
+    variant = get_variant(cfg.script.prompt_variant)
 
     def add_prompt_and_image(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out = dict(batch)
@@ -395,48 +321,84 @@ class ValData:
     messages: list[list[dict[str, Any]]]
 
 
-def build_val_data(cfg: TrainConfig) -> ValData | None:
+def build_val_data(cfg: Config) -> ValData | None:
     """A few validation samples (one seeded question per image), loaded once."""
-    if not cfg.val_dataset or cfg.eval_steps <= 0 or cfg.val_samples <= 0:
+    if not cfg.script.val_dataset or cfg.script.val_steps <= 0 or cfg.script.val_samples <= 0:
         return None
-    ds = make_dataset(cfg.val_dataset, root=cfg.val_root or cfg.root, question="random", seed=cfg.data_seed)
-    samples = list(ds)[: cfg.val_samples]
+    ds = make_dataset(cfg.script.val_dataset, root=cfg.script.val_root or cfg.script.root, question="random", seed=cfg.training.data_seed)
+    samples = list(ds)[: cfg.script.val_samples]
     if not samples:
-        raise ConfigError(f"validation dataset {cfg.val_dataset} has no samples; set val_dataset=null to skip validation")
-    framed = [load_framed(s, cfg.image_size) for s in samples]
+        raise ConfigError(f"validation dataset {cfg.script.val_dataset} has no samples; set val_dataset=null to skip validation")
+    framed = [load_framed(s, cfg.script.image_size) for s in samples]
     return ValData(
         images=[f.image for f in framed],
         masks=[f.gt_mask for f in framed],
         questions=[s.question for s in samples],
-        messages=[build_messages(s.question, cfg.prompt_variant) for s in samples],
+        messages=[build_messages(s.question, cfg.script.prompt_variant) for s in samples],
     )
 
 
 # ---------------------------------------------------------------------------------------
 # 3. Model and processor.
 # ---------------------------------------------------------------------------------------
-def resolve_model_path(cfg: TrainConfig) -> str:
-    """``tiny:DIR`` builds a tiny random Qwen2.5-VL into DIR (once, on the main process)."""
-    if cfg.model.startswith("tiny:"):
+def resolve_model_path(cfg: Config) -> str:
+    """A local folder for ``model_name_or_path``. ``tiny:DIR`` builds a tiny random
+    Qwen2.5-VL into DIR (once, on the main process); a hub id is checked with one quick
+    request, so that an offline machine fails at once instead of retrying every file for
+    minutes: offline, a copy in the local hub cache is used, else a one-line error."""
+    name = cfg.model.model_name_or_path
+    if name.startswith("tiny:"):
         from accelerate import PartialState
 
         from think2seg.agents.qwen.tiny import build_tiny_qwen
 
-        path = os.path.expanduser(cfg.model[len("tiny:") :] or os.path.join(cfg.output_dir, "tiny-qwen"))
+        path = os.path.expanduser(name[len("tiny:") :] or os.path.join(cfg.training.output_dir, "tiny-qwen"))
         with PartialState().main_process_first():
-            build_tiny_qwen(path, image_size=cfg.image_size)
+            build_tiny_qwen(path, image_size=cfg.script.image_size)
         return path
-    return os.path.expanduser(cfg.model)
+    from think2seg.agents.qwen.loading import _is_local
+
+    if _is_local(name):
+        return os.path.expanduser(name)
+    return resolve_hub_model(name, cfg.model.model_revision)
 
 
-def load_policy(path: str, cfg: TrainConfig) -> Any:
+def resolve_hub_model(repo_id: str, revision: str | None = None) -> str:
+    """``repo_id`` when the hub answers; offline, the cached snapshot folder; else ConfigError."""
+    import huggingface_hub
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    def cached() -> str | None:
+        hit = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+        return os.path.dirname(hit) if isinstance(hit, str) else None
+
+    if not huggingface_hub.constants.HF_HUB_OFFLINE:
+        try:
+            huggingface_hub.HfApi().model_info(repo_id, revision=revision, timeout=10)
+            return repo_id
+        except (RepositoryNotFoundError, RevisionNotFoundError):
+            raise ConfigError(f"model {repo_id}{'@' + revision if revision else ''} is not on the hub; "
+                              "pass a local checkpoint folder or an existing hub id") from None
+        except Exception:  # noqa: BLE001 - no network (each HTTP client has its own errors): try the cache
+            pass
+    path = cached()
+    if path is None:
+        raise ConfigError(
+            f"model {repo_id} is not in the local hub cache and the hub cannot be reached; download it where there "
+            f"is a network (hf download {repo_id} --local-dir DIR) and pass model_name_or_path=DIR"
+        )
+    return path
+
+
+def load_policy(path: str, cfg: Config) -> Any:
     import torch
 
     from think2seg.agents.qwen.loading import load_model
 
-    dtype = torch.bfloat16 if cfg.bf16 else torch.float32
-    model = load_model(path, dtype=dtype, attn_implementation=cfg.attn_implementation)
-    if cfg.freeze_vision:
+    dtype = cfg.model.dtype if cfg.model.dtype in (None, "auto") else getattr(torch, cfg.model.dtype)
+    model = load_model(path, dtype=dtype, attn_implementation=cfg.model.attn_implementation)
+    if cfg.script.freeze_vision:
         visual = getattr(getattr(model, "model", model), "visual", None) or getattr(model, "visual", None)
         if visual is None:
             raise CheckpointError(f"{path}: cannot find the vision tower to freeze")
@@ -445,21 +407,25 @@ def load_policy(path: str, cfg: TrainConfig) -> Any:
     return model
 
 
-def lora_config(cfg: TrainConfig) -> Any:
-    """LoRA on the language model only (the vision tower's MLP uses the same module names,
-    hence the regex)."""
-    if not cfg.lora:
+def lora_config(cfg: Config) -> Any:
+    """ModelConfig's LoRA (``use_peft``), on the language model only when the vision tower
+    is frozen (its MLP uses the same module names, hence the regex)."""
+    m = cfg.model
+    if not m.use_peft:
         return None
     from peft import LoraConfig
 
-    mods = "|".join(sorted(set(cfg.lora_target_modules)))
-    target = rf".*language_model.*\.({mods})" if cfg.freeze_vision else rf".*\.({mods})"
+    mods = "|".join(sorted(set(m.lora_target_modules or DEFAULT_LORA_MODULES)))
+    target = rf".*language_model.*\.({mods})" if cfg.script.freeze_vision else rf".*\.({mods})"
     return LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
+        r=m.lora_r,
+        lora_alpha=m.lora_alpha,
+        lora_dropout=m.lora_dropout,
         target_modules=target,
-        task_type="CAUSAL_LM",
+        modules_to_save=m.lora_modules_to_save,
+        use_rslora=m.use_rslora,
+        use_dora=m.use_dora,
+        task_type=m.lora_task_type,
     )
 
 
@@ -535,17 +501,17 @@ class RewardMonitor:
                                         "components": r.reward_components, "error": r.error}) + "\n")
 
 
-def build_rewards(cfg: TrainConfig, data: TrainData, monitor: RewardMonitor) -> tuple[list[Callable], Scorer]:
+def build_rewards(cfg: Config, data: TrainData, monitor: RewardMonitor) -> tuple[list[Callable], Scorer]:
     """The environment's group-scoring reward callables, with the segmenter on this rank's device."""
     from accelerate import PartialState
 
-    options = dict(cfg.segmenter_options)
-    if cfg.segmenter.split(":")[0] == "sam2" and "device" not in options:
+    options = dict(cfg.script.segmenter_options)
+    if cfg.script.segmenter.split(":")[0] == "sam2" and "device" not in options:
         options["device"] = str(PartialState().device)  # each rank its own GPU (upstream: all on one)
     from t2s_env import make_segmenter
 
-    segmenter = make_segmenter(cfg.segmenter, **options)
-    scorer = Scorer(segmenter, cfg.prompt_variant, parser_mode="strict", reward_weights=cfg.reward_weights)
+    segmenter = make_segmenter(cfg.script.segmenter, **options)
+    scorer = Scorer(segmenter, cfg.script.prompt_variant, parser_mode="strict", reward_weights=RewardWeights(*cfg.training.reward_weights))
     funcs = make_reward_functions(scorer, gt_mask_lookup=data.gt_mask, on_scores=monitor)
     funcs[0] = monitor.wrap(funcs[0])
     return funcs, scorer
@@ -563,12 +529,12 @@ def _trainer_callback_base():
 class T2SCallback(_trainer_callback_base()):  # type: ignore[misc]
     """Writes sample completions and validation results into trl's TensorBoard run."""
 
-    def __init__(self, cfg: TrainConfig, monitor: RewardMonitor, val: ValData | None, scorer: Scorer) -> None:
+    def __init__(self, cfg: Config, monitor: RewardMonitor, val: ValData | None, scorer: Scorer) -> None:
         self.cfg = cfg
         self.monitor = monitor
         self.val = val
-        self.val_scorer = Scorer(scorer.segmenter, cfg.prompt_variant, parser_mode="lenient",
-                                 reward_weights=cfg.reward_weights, keep_masks=True)
+        self.val_scorer = Scorer(scorer.segmenter, cfg.script.prompt_variant, parser_mode="lenient",
+                                 reward_weights=RewardWeights(*cfg.training.reward_weights), keep_masks=True)
         self.trainer: Any = None
         self.val_history: list[dict[str, float]] = []
 
@@ -584,9 +550,9 @@ class T2SCallback(_trainer_callback_base()):  # type: ignore[misc]
 
     def on_step_end(self, args, state, control, **kwargs):
         step = state.global_step
-        if self.cfg.sample_log_steps > 0 and step % self.cfg.sample_log_steps == 0 and state.is_world_process_zero:
+        if self.cfg.script.sample_log_steps > 0 and step % self.cfg.script.sample_log_steps == 0 and state.is_world_process_zero:
             self.log_samples(step)
-        if self.val is not None and self.cfg.eval_steps > 0 and step % self.cfg.eval_steps == 0:
+        if self.val is not None and self.cfg.script.val_steps > 0 and step % self.cfg.script.val_steps == 0:
             self.validate(step)
         return control
 
@@ -613,7 +579,7 @@ class T2SCallback(_trainer_callback_base()):  # type: ignore[misc]
 
         tr = self.trainer
         val = self.val
-        max_new = self.cfg.val_max_new_tokens or self.cfg.max_completion_length
+        max_new = self.cfg.script.val_max_new_tokens or self.cfg.training.max_completion_length
         was_training = tr.model.training
         with unwrap_model_for_generation(
             tr.model_wrapped,
@@ -624,7 +590,7 @@ class T2SCallback(_trainer_callback_base()):  # type: ignore[misc]
             model.eval()
             texts, gen = generate_completions(
                 model, tr.processing_class, val.images, val.messages, max_new_tokens=max_new,
-                do_sample=False, batch_size=self.cfg.val_batch_size, device=tr.accelerator.device,
+                do_sample=False, batch_size=self.cfg.script.val_batch_size, device=tr.accelerator.device,
             )
             if was_training:
                 model.train()
@@ -687,7 +653,7 @@ def _trainer_class():
 # ---------------------------------------------------------------------------------------
 @dataclass
 class Run:
-    cfg: TrainConfig
+    cfg: Config
     trainer: Any
     data: TrainData
     scorer: Scorer
@@ -697,165 +663,103 @@ class Run:
     tensorboard_dir: str
 
 
-def grpo_args(cfg: TrainConfig, reward_weights: list[float]) -> Any:
-    from trl import GRPOConfig
-
-    kwargs: dict[str, Any] = dict(
-        output_dir=cfg.output_dir,
-        num_generations=cfg.num_generations,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        num_train_epochs=1,  # the epochs are materialised in the rows (see the module docstring)
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        beta=cfg.beta,
-        epsilon=cfg.epsilon,
-        loss_type=cfg.loss_type,
-        scale_rewards=cfg.scale_rewards,
-        num_iterations=cfg.num_iterations,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        max_completion_length=cfg.max_completion_length,
-        bf16=cfg.bf16,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        use_cpu=cfg.use_cpu,
-        seed=cfg.seed,
-        reward_weights=reward_weights,
-        shuffle_dataset=False,
-        remove_unused_columns=False,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        report_to=list(cfg.report_to) or "none",
-        dataloader_num_workers=cfg.dataloader_num_workers,
-        log_completions=False,
-        use_vllm=cfg.use_vllm,
-    )
-    if cfg.use_vllm:
-        kwargs.update(vllm_mode=cfg.vllm_mode, vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
-    overlap = set(kwargs) & set(cfg.grpo_extra)
-    if overlap:
-        raise ConfigError(f"grpo_extra sets {sorted(overlap)}, which are top-level config keys; set them there")
-    kwargs.update(cfg.grpo_extra)
+def prepare_output_dir(path: str) -> None:
+    """Create ``output_dir`` or fail with one line (a file in the way, no permission)."""
     try:
-        return GRPOConfig(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"grpo_extra: {exc}") from None
-    except ValueError as exc:
-        raise ConfigError(f"invalid GRPO settings: {str(exc).splitlines()[0]}") from None
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"output_dir {path} cannot be created: it or a folder above it is a file; "
+                          "pass output_dir=<a folder path>") from None
+    except OSError as exc:
+        raise ConfigError(f"output_dir {path} cannot be created: {exc.strerror or exc}; pass output_dir=<a writable folder>") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"output_dir {path} is not writable; pass output_dir=<a writable folder>")
 
 
-def build_run(cfg: TrainConfig) -> Run:
+def build_run(cfg: Config) -> Run:
     """Everything up to ``trainer.train()``; tests use it to inspect or spy."""
     from accelerate import PartialState
+    from transformers.integrations import TensorBoardCallback
+
     from think2seg.agents.qwen.loading import check_model_dir, load_processor
 
     state = PartialState()
-    os.makedirs(cfg.output_dir, exist_ok=True)
+    prepare_output_dir(cfg.training.output_dir)
     model_path = resolve_model_path(cfg)
-    check_model_dir(model_path, need_processor=cfg.processor is None)
-    processor = load_processor(os.path.expanduser(cfg.processor or model_path), image_size=cfg.image_size)
-
+    check_model_dir(model_path, need_processor=cfg.script.processor is None)
     data = build_train_data(cfg)
     val = build_val_data(cfg)
-    monitor = RewardMonitor(cfg.samples_to_log, os.path.join(cfg.output_dir, "debug") if cfg.debug_dump else None,
+    processor = load_processor(os.path.expanduser(cfg.script.processor or model_path), image_size=cfg.script.image_size)
+    monitor = RewardMonitor(cfg.script.samples_to_log,
+                            os.path.join(cfg.training.output_dir, "debug") if cfg.script.debug_dump else None,
                             state.process_index)
     reward_funcs, scorer = build_rewards(cfg, data, monitor)
-
-    args = grpo_args(cfg, scorer.weights.as_list())  # before the model: ZeRO-3 must see it first
-    model = load_policy(model_path, cfg)
+    model = load_policy(model_path, cfg)  # after GRPOConfig (parsed first): ZeRO-3 must see it first
     callback = T2SCallback(cfg, monitor, val, scorer)
     trainer = _trainer_class()(
         model=model,
         reward_funcs=reward_funcs,
-        args=args,
+        args=cfg.training,
         train_dataset=data.dataset,
         processing_class=processor,
         peft_config=lora_config(cfg),
         callbacks=[callback],
     )
     callback.trainer = trainer
-    tb_dir = os.path.join(cfg.output_dir, "tensorboard")
-    from transformers.integrations import TensorBoardCallback
-
+    tb_dir = os.path.join(cfg.training.output_dir, "tensorboard")
     for cb in trainer.callback_handler.callbacks:
         if isinstance(cb, TensorBoardCallback):
             cb.logging_dir = tb_dir
-    if state.is_main_process:
-        with open(os.path.join(cfg.output_dir, "t2s_train_config.yaml"), "w") as f:
-            yaml.safe_dump(dataclasses.asdict(cfg), f, sort_keys=False)
     return Run(cfg, trainer, data, scorer, monitor, callback, model_path, tb_dir)
 
 
-def resolve_resume(cfg: TrainConfig) -> str | None:
-    """None (fresh), or the checkpoint to resume from."""
-    if not cfg.resume:
+def resolve_resume(cfg: Config) -> str | None:
+    """None (fresh), or the checkpoint to resume from (``auto``: the latest in output_dir)."""
+    resume = cfg.training.resume_from_checkpoint
+    if not resume:
         return None
-    if cfg.resume == "auto":
+    if resume == "auto":
         from transformers.trainer_utils import get_last_checkpoint
 
-        last = get_last_checkpoint(cfg.output_dir) if os.path.isdir(cfg.output_dir) else None
+        out = cfg.training.output_dir
+        last = get_last_checkpoint(out) if os.path.isdir(out) else None
         if last is None:
-            print(f"t2s: no checkpoint in {cfg.output_dir}; starting fresh", file=sys.stderr)
+            print(f"t2s: no checkpoint in {out}; starting fresh", file=sys.stderr)
         return last
-    path = os.path.expanduser(cfg.resume)
+    path = os.path.expanduser(resume)
     if not os.path.isfile(os.path.join(path, "trainer_state.json")):
         raise CheckpointError(
-            f"{cfg.resume} is not a trainer checkpoint (no trainer_state.json); pass a checkpoint-N folder "
+            f"{resume} is not a trainer checkpoint (no trainer_state.json); pass a checkpoint-N folder "
             "from output_dir or --resume auto"
         )
     return path
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="t2s train grpo",
-        description="GRPO training of a Qwen2.5-VL prompter on the Think2Seg reward (trl).",
-        epilog="Overrides are key=value with YAML values, e.g. lora=true max_steps=10 "
-        "segmenter_options.image_size=256 lora_target_modules=[q_proj,v_proj]. See docs/training.md.",
-    )
-    p.add_argument("--config", help="recipe YAML (scripts/configs/*.yaml)")
-    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT|auto",
-                   help="continue from a checkpoint folder, or the latest one in output_dir (default with no value)")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    p.add_argument("overrides", nargs="*", metavar="key=value")
-    return p
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """GRPO training of a Qwen2.5-VL prompter with trl."""
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    overrides = list(args.overrides)
-    if args.resume is not None and "=" in args.resume:  # `--resume key=value ...`: a bare --resume
-        overrides.insert(0, args.resume)
-        args.resume = "auto"
-    if args.resume is not None:
-        overrides.append(f"resume={args.resume}")
-    cfg = load_config(args.config, overrides)
-    if args.print_config:
-        print(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), end="")
-        return 0
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cfg = load_config(argv)  # every config mistake stops here, before anything loads
+    if cfg.script.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.script.torch_threads)
     resume = resolve_resume(cfg)
     run = build_run(cfg)
     tr = run.trainer
     if tr.accelerator.is_main_process:
+        save_resolved_config(cfg.training.output_dir, cfg.script, cfg.training, cfg.model, argv=argv)
         n_rows = len(run.data.dataset)
         print(
-            f"t2s: {n_rows} rows ({run.data.rows_per_epoch} per epoch × {cfg.num_train_epochs}), "
-            f"G={cfg.num_generations}, model {run.model_path}, segmenter {cfg.segmenter}, "
+            f"t2s: {n_rows} rows ({run.data.rows_per_epoch} per epoch × {cfg.epochs}), "
+            f"G={cfg.training.num_generations}, model {run.model_path}, segmenter {cfg.script.segmenter}, "
             f"TensorBoard {run.tensorboard_dir}" + (f", resuming {resume}" if resume else ""),
             file=sys.stderr,
         )
     tr.train(resume_from_checkpoint=resume)
-    tr.save_model(cfg.output_dir)
+    tr.save_model(cfg.training.output_dir)
     if tr.accelerator.is_main_process:
-        print(f"t2s: saved the final model to {cfg.output_dir} (global step {tr.state.global_step})", file=sys.stderr)
+        print(f"t2s: saved the final model to {cfg.training.output_dir} (global step {tr.state.global_step})",
+              file=sys.stderr)
     return 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("trl")
 
@@ -32,14 +33,14 @@ def er_root(tmp_path_factory) -> Path:
 
 def tiny_overrides(tiny_qwen_dir: Path, er_root: Path, out: Path, **extra) -> list[str]:
     values = {
-        "model": f"tiny:{tiny_qwen_dir}",
+        "model_name_or_path": f"tiny:{tiny_qwen_dir}",
         "dataset": "earthreason:train",
         "val_dataset": "earthreason:val",
         "root": str(er_root),
         "output_dir": str(out),
         "max_steps": 2,
         "save_steps": 1,
-        "eval_steps": 2,
+        "val_steps": 2,
         "val_samples": 2,
         "val_max_new_tokens": 16,
         "max_completion_length": 24,
@@ -48,96 +49,185 @@ def tiny_overrides(tiny_qwen_dir: Path, er_root: Path, out: Path, **extra) -> li
     return [f"{k}={v}" for k, v in values.items()]
 
 
+def load(*argv: str) -> tg.Config:
+    return tg.load_config(["--config", TINY, *argv])
+
+
+@pytest.fixture
+def gpu_bf16(monkeypatch):
+    """The paper recipes train in bf16 on GPUs; transformers refuses bf16 on a CPU-only
+    machine, so their parsing is checked as a GPU machine would see it."""
+    import transformers.training_args
+
+    monkeypatch.setattr(transformers.training_args, "is_torch_bf16_gpu_available", lambda: True)
+
+
 # -- configuration --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["grpo_3b", "grpo_7b", "grpo_3b_lora_1gpu", "grpo_tiny_cpu"])
-def test_recipes_load(name):
-    cfg = tg.load_config(str(CONFIGS / f"{name}.yaml"))
-    assert cfg.image_size % 28 == 0
-    assert (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps) % cfg.num_generations == 0
+def test_recipes_load(name, gpu_bf16):
+    cfg = tg.load_config(["--config", str(CONFIGS / f"{name}.yaml")])
+    t = cfg.training
+    assert cfg.script.image_size % 28 == 0
+    assert (t.per_device_train_batch_size * t.gradient_accumulation_steps) % t.num_generations == 0
+    assert t.num_train_epochs == 1 and cfg.epochs >= 1  # the epochs are materialised in the rows
+    assert t.shuffle_dataset is False and t.reward_weights == [2.0, 1.0, 1.0] and t.report_to == ["tensorboard"]
 
 
-def test_paper_recipes_follow_spec_section_6():
-    b3 = tg.load_config(str(CONFIGS / "grpo_3b.yaml"))
-    b7 = tg.load_config(str(CONFIGS / "grpo_7b.yaml"))
+def test_paper_recipes_follow_spec_section_6(gpu_bf16):
+    b3 = tg.load_config(["--config", str(CONFIGS / "grpo_3b.yaml")])
+    b7 = tg.load_config(["--config", str(CONFIGS / "grpo_7b.yaml")])
     for cfg, g in ((b3, 16), (b7, 12)):
-        assert cfg.num_generations == g and cfg.per_device_train_batch_size == g
-        assert cfg.gradient_accumulation_steps == 2
-        assert cfg.learning_rate == 1e-6 and cfg.lr_scheduler_type == "linear" and cfg.warmup_steps == 0
-        assert cfg.beta == 0.001 and cfg.temperature == 1.0 and cfg.max_completion_length == 1024
-        assert cfg.bf16 and cfg.gradient_checkpointing and not cfg.lora and not cfg.freeze_vision
-        assert cfg.segmenter == "sam2:small" and cfg.image_size == 840
-    assert (b3.num_train_epochs, b7.num_train_epochs) == (5, 8)
-    assert "3B" in b3.model and "7B" in b7.model
-    lora = tg.load_config(str(CONFIGS / "grpo_3b_lora_1gpu.yaml"))
-    assert lora.lora and lora.freeze_vision and lora.num_generations == 8
+        t, m = cfg.training, cfg.model
+        assert t.num_generations == g and t.per_device_train_batch_size == g
+        assert t.gradient_accumulation_steps == 2
+        assert t.learning_rate == 1e-6 and t.lr_scheduler_type == "linear" and t.warmup_steps == 0
+        assert t.beta == 0.001 and t.temperature == 1.0 and t.max_completion_length == 1024
+        assert t.loss_type == "grpo" and t.scale_rewards == "group"
+        assert t.bf16 and m.dtype == "bfloat16" and t.activation_checkpointing
+        assert not m.use_peft and not cfg.script.freeze_vision
+        assert cfg.script.segmenter == "sam2:small" and cfg.script.image_size == 840
+    assert (b3.epochs, b7.epochs) == (5, 8)
+    assert "3B" in b3.model.model_name_or_path and "7B" in b7.model.model_name_or_path
+    lora = tg.load_config(["--config", str(CONFIGS / "grpo_3b_lora_1gpu.yaml")])
+    assert lora.model.use_peft and lora.script.freeze_vision and lora.training.num_generations == 8
 
 
-def test_overrides_are_type_checked():
-    cfg = tg.load_config(TINY, ["max_steps=7", "lora=true", "lora_target_modules=[q_proj,v_proj]",
-                                "segmenter_options.point_radius=4", "reward_weights.iou=3", "root=/data/er",
-                                "val_dataset=null"])
-    assert cfg.max_steps == 7 and cfg.lora is True and cfg.lora_target_modules == ["q_proj", "v_proj"]
-    assert cfg.segmenter_options == {"point_radius": 4} and cfg.reward_weights["iou"] == 3.0
-    assert cfg.root == "/data/er" and cfg.val_dataset is None
-    with pytest.raises(ConfigError, match=r"unknown config key 'max_stepz'; valid keys: .*max_steps"):
-        tg.load_config(TINY, ["max_stepz=3"])
-    with pytest.raises(ConfigError, match="max_steps must be an integer"):
-        tg.load_config(TINY, ["max_steps=three"])
-    with pytest.raises(ConfigError, match="lora must be true or false"):
-        tg.load_config(TINY, ["lora=3"])
-    with pytest.raises(ConfigError, match="question_mode"):
-        tg.load_config(TINY, ["question_mode=sometimes"])
-    with pytest.raises(ConfigError, match="multiple of num_generations"):
-        tg.load_config(TINY, ["num_generations=3"])
-    with pytest.raises(ConfigError, match="unknown reward component"):
-        tg.load_config(TINY, ["reward_weights.dice=1"])
+def test_cpu_recipe_pins_one_torch_thread():
+    assert load().script.torch_threads == 1
+    assert load("torch_threads=null").script.torch_threads is None
+    assert load("--torch_threads", "2").script.torch_threads == 2
+
+
+def test_overrides_both_syntaxes_are_type_checked():
+    cfg = load("max_steps=7", "use_peft=true", "lora_target_modules=[q_proj,v_proj]",
+               "segmenter_options.point_radius=4", "reward_weights=[3,1,1]", "root=/data/er", "val_dataset=null")
+    assert cfg.training.max_steps == 7 and cfg.model.use_peft is True
+    assert cfg.model.lora_target_modules == ["q_proj", "v_proj"]
+    assert cfg.script.segmenter_options == {"point_radius": 4} and cfg.training.reward_weights == [3.0, 1.0, 1.0]
+    assert cfg.script.root == "/data/er" and cfg.script.val_dataset is None
+    cfg = load("--max_steps", "8", "--use_peft", "--lora_target_modules", "q_proj", "v_proj", "--learning_rate", "1e-5")
+    assert cfg.training.max_steps == 8 and cfg.model.use_peft is True and cfg.training.learning_rate == 1e-5
+    assert cfg.model.lora_target_modules == ["q_proj", "v_proj"]
+    for argv, message in [
+        (["max_stepz=3"], r"unknown key 'max_stepz' \(did you mean max_steps\?\)"),
+        (["--max_stepz", "3"], r"unknown key 'max_stepz' \(did you mean max_steps\?\)"),
+        (["max_steps=three"], "invalid int value: 'three'"),
+        (["use_peft=3"], "use_peft must be true or false"),
+        (["question_mode=sometimes"], "question_mode must be one of redraw, all, first, random"),
+        (["num_generations=3"], "num_generations"),  # trl's own check: 4 completions per step
+        (["reward_weights=[1,1]"], "reward_weights must be 3 finite numbers"),
+        (["reward_weights=[.nan,1,1]"], "reward_weights must be 3 finite numbers"),
+        (["num_train_epochs=1.5"], "num_train_epochs must be a whole number"),
+        (["shuffle_dataset=true"], "shuffle_dataset must stay false"),
+        (["image_size=100"], "multiple of 28"),
+        (["torch_threads=0"], "torch_threads must be >= 1"),
+        (["dtype=float64"], "dtype must be"),
+    ]:
+        with pytest.raises(ConfigError, match=message) as info:
+            load(*argv)
+        assert "\n" not in str(info.value), argv
 
 
 def test_unknown_yaml_key(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model: x\nlearning_rte: 1.0e-6\n")
-    with pytest.raises(ConfigError, match="learning_rte"):
-        tg.load_config(str(bad))
+    bad.write_text("model_name_or_path: x\nlearning_rte: 1.0e-6\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown key 'learning_rte' \(did you mean learning_rate\?\)"):
+        tg.load_config(["--config", str(bad)])
 
 
 def test_use_vllm_needs_vllm():
     import importlib.util
 
     if importlib.util.find_spec("vllm") is not None:
-        assert tg.load_config(TINY, ["use_vllm=true"]).use_vllm
+        assert load("use_vllm=true").training.use_vllm
     else:
         with pytest.raises(ConfigError, match="vllm"):
-            tg.load_config(TINY, ["use_vllm=true"])
+            load("use_vllm=true")
+
+
+def test_config_mistakes_stop_before_anything_loads(tmp_path, monkeypatch, capsys):
+    """A typo, a bad value or a broken recipe is one line, and no model, data or hub is touched."""
+    from t2s_env.cli import main
+
+    def touched(*a, **k):
+        raise AssertionError("loaded something before the configuration was checked")
+
+    for name in ("build_run", "resolve_model_path", "build_train_data", "resolve_resume"):
+        monkeypatch.setattr(tg, name, touched)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("max_steps: 3\nlora_target_modules: [q_proj, v_proj\nseed: 1\n")
+    for argv, message in [
+        (["--config", TINY, "learning_rte=1e-5"], "unknown key 'learning_rte'"),
+        (["--config", TINY, "--max_steps", "x"], "invalid int value: 'x'"),
+        (["--config", str(broken)], "broken.yaml is not valid YAML (line 3"),
+        ([], "no model: pass a recipe"),  # no --config: no default hub model to fetch
+    ]:
+        assert main(["train", "grpo", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("t2s: error: ") and message in err and err.count("\n") == 1, err
+    assert not any(tmp_path.iterdir()) or sorted(p.name for p in tmp_path.iterdir()) == ["broken.yaml"]
+
+
+def test_output_dir_under_a_file_is_one_line(tmp_path, er_root, tiny_qwen_dir, capsys):
+    from t2s_env.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rc = main(["train", "grpo", "--config", TINY, f"root={er_root}", "dataset=earthreason:train",
+               f"model_name_or_path=tiny:{tiny_qwen_dir}", f"output_dir={blocker / 'run'}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("t2s: error: output_dir ") and "is a file" in err and err.count("\n") == 1
+    assert blocker.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_hub_id_fails_fast_offline(monkeypatch, tmp_path):
+    """No network: one quick probe, then the local hub cache or a one-line error; never
+    minutes of download retries."""
+    import huggingface_hub
+
+    calls = []
+
+    def unreachable(self, repo_id, **kwargs):
+        calls.append(repo_id)
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    with pytest.raises(ConfigError, match=r"not in the local hub cache .*\(hf download Qwen/Qwen2.5-VL-3B-Instruct"):
+        tg.resolve_hub_model("Qwen/Qwen2.5-VL-3B-Instruct")
+    assert calls == ["Qwen/Qwen2.5-VL-3B-Instruct"]
+    snapshot = tmp_path / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: str(snapshot / "config.json"))
+    assert tg.resolve_hub_model("Qwen/Qwen2.5-VL-3B-Instruct") == str(snapshot)
 
 
 def test_cli_reports_bad_model_in_one_line(tmp_path, er_root, capsys):
     from t2s_env.cli import main
 
     rc = main(["train", "grpo", "--config", TINY, f"root={er_root}", "dataset=earthreason:train",
-               f"model={tmp_path / 'missing'}", f"output_dir={tmp_path / 'out'}"])
+               f"model_name_or_path={tmp_path / 'missing'}", f"output_dir={tmp_path / 'out'}"])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("t2s: error: ") and "does not exist" in err and err.count("\n") == 1
     notqwen = tmp_path / "gpt"
     notqwen.mkdir()
     (notqwen / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    rc = main(["train", "grpo", "--config", TINY, f"model={notqwen}", f"output_dir={tmp_path / 'out'}"])
+    rc = main(["train", "grpo", "--config", TINY, f"model_name_or_path={notqwen}", f"output_dir={tmp_path / 'out'}"])
     assert rc == 2 and "not Qwen2.5-VL" in capsys.readouterr().err
 
 
 def test_resume_of_a_non_checkpoint_is_an_error(tmp_path):
-    cfg = tg.load_config(TINY, [f"resume={tmp_path}"])
     with pytest.raises(T2SError, match="trainer_state.json"):
-        tg.resolve_resume(cfg)
-    cfg = tg.load_config(TINY, ["resume=auto", f"output_dir={tmp_path / 'fresh'}"])
-    assert tg.resolve_resume(cfg) is None
+        tg.resolve_resume(load(f"resume_from_checkpoint={tmp_path}"))
+    assert tg.resolve_resume(load("--resume", f"output_dir={tmp_path / 'fresh'}")) is None
 
 
 # -- training rows ----------------------------------------------------------------------------
 
 def test_redraw_changes_questions_across_epochs(er_root):
-    cfg = tg.load_config(TINY, [f"root={er_root}", "dataset=earthreason:train", "num_train_epochs=4",
-                                "question_mode=redraw", "max_images=null"])
+    cfg = load(f"root={er_root}", "dataset=earthreason:train", "num_train_epochs=4", "question_mode=redraw",
+               "max_images=null")
     data = tg.build_train_data(cfg)
     rows = data.dataset.with_format(None)[:]  # raw columns, no image loading
     assert data.rows_per_epoch == 6 and len(rows["row_id"]) == 24
@@ -150,8 +240,8 @@ def test_redraw_changes_questions_across_epochs(er_root):
     assert max(len(qs) for qs in questions.values()) > 1  # re-drawn, not fixed
     again = tg.build_train_data(cfg).dataset.with_format(None)[:]
     assert again["question"] == rows["question"] and again["image_id"] == rows["image_id"]  # seeded
-    other = tg.build_train_data(tg.load_config(TINY, [f"root={er_root}", "dataset=earthreason:train",
-                                                       "num_train_epochs=4", "data_seed=5"]))
+    other = tg.build_train_data(load(f"root={er_root}", "dataset=earthreason:train", "num_train_epochs=4",
+                                      "data_seed=5"))
     assert other.dataset.with_format(None)[:]["question"] != rows["question"]
     # the transform adds the conversational prompt and the framed image; masks via sample_id
     row = data.dataset[0]
@@ -162,8 +252,8 @@ def test_redraw_changes_questions_across_epochs(er_root):
 
 
 def test_all_questions_mode(er_root):
-    cfg = tg.load_config(TINY, [f"root={er_root}", "dataset=earthreason:train", "num_train_epochs=2",
-                                "question_mode=all", "max_images=null"])
+    cfg = load(f"root={er_root}", "dataset=earthreason:train", "num_train_epochs=2", "question_mode=all",
+               "max_images=null")
     rows = tg.build_train_data(cfg).dataset.with_format(None)[:]
     assert len(rows["row_id"]) == 2 * 6 * 3
     assert Counter(rows["sample_id"]) == {sid: 2 for sid in set(rows["sample_id"])}
@@ -183,8 +273,8 @@ def test_sam2_is_built_on_this_ranks_device(monkeypatch, er_root):
         return BoxSegmenter()
 
     monkeypatch.setattr(t2s_env, "make_segmenter", fake_make_segmenter)
-    cfg = tg.load_config(TINY, [f"root={er_root}", "dataset=earthreason:train", "segmenter=sam2:small",
-                                "segmenter_options.image_size=256"])
+    cfg = load(f"root={er_root}", "dataset=earthreason:train", "segmenter=sam2:small",
+               "segmenter_options.image_size=256")
     data = tg.build_train_data(cfg)
     tg.build_rewards(cfg, data, tg.RewardMonitor())
     assert seen == {"spec": "sam2:small", "image_size": 256, "device": str(PartialState().device)}
@@ -221,7 +311,7 @@ def test_debug_dump_is_opt_in(tmp_path):
     monitor(scorer.score(image, gt, ["junk"]), {"sample_id": ["a"], "question": ["q"]})
     lines = (tmp_path / "debug" / "rank1.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["completion"] == "junk" and json.loads(lines[0])["sample_id"] == "a"
-    assert tg.TrainConfig().debug_dump is False
+    assert tg.ScriptArguments().debug_dump is False
 
 
 def test_bare_resume_before_overrides(monkeypatch, tmp_path):
@@ -230,7 +320,7 @@ def test_bare_resume_before_overrides(monkeypatch, tmp_path):
     monkeypatch.setattr(tg, "build_run", lambda cfg: (_ for _ in ()).throw(SystemExit(0)))
     with pytest.raises(SystemExit):
         tg.main(["--config", TINY, "--resume", "max_steps=9", f"output_dir={tmp_path}"])
-    assert seen["cfg"].resume == "auto" and seen["cfg"].max_steps == 9
+    assert seen["cfg"].training.resume_from_checkpoint == "auto" and seen["cfg"].training.max_steps == 9
 
 
 # -- two GRPO steps on the env's reward, TensorBoard, checkpoints, resume -------------------------
@@ -239,7 +329,7 @@ def test_bare_resume_before_overrides(monkeypatch, tmp_path):
 def trained(tiny_qwen_dir, er_root, tmp_path_factory):
     """2 steps of the tiny recipe with spies on the reward callables."""
     out = tmp_path_factory.mktemp("grpo") / "run"
-    cfg = tg.load_config(TINY, tiny_overrides(tiny_qwen_dir, er_root, out))
+    cfg = load(*tiny_overrides(tiny_qwen_dir, er_root, out, weight_decay=0.1))
     run = tg.build_run(cfg)
     calls = []
 
@@ -270,13 +360,13 @@ def test_two_grpo_steps_with_the_env_reward(trained):
     for c in iou_calls:
         kw = c["kwargs"]
         n = len(c["completions"])
-        assert n == cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+        assert n == cfg.training.per_device_train_batch_size * cfg.training.gradient_accumulation_steps
         for column in ("image", "image_id", "sample_id", "question", "row_id", "trainer_state", "log_metric"):
             assert column in kw, column
         assert all(len(kw[col]) == n for col in ("image", "image_id", "sample_id", "question", "row_id"))
         assert all(im.size == (SIZE, SIZE) for im in kw["image"])
         # each prompt repeated num_generations times, consecutively
-        assert Counter(kw["row_id"]) == {r: cfg.num_generations for r in set(kw["row_id"])}
+        assert Counter(kw["row_id"]) == {r: cfg.training.num_generations for r in set(kw["row_id"])}
         assert all(isinstance(comp, list) and comp[0]["role"] == "assistant" and isinstance(comp[0]["content"], str)
                    for comp in c["completions"])
         assert c["prompts"][0][0]["role"] == "system"
@@ -288,7 +378,7 @@ def test_two_grpo_steps_with_the_env_reward(trained):
             res = scorer.score(np.asarray(kw["image"][i]), gt, [c["completions"][i]])[0]
             assert res.reward_components["iou"] == pytest.approx(c["rewards"][i])
     # checkpoints every step, no per-sample debug dump by default
-    out = Path(cfg.output_dir)
+    out = Path(cfg.training.output_dir)
     assert (out / "checkpoint-1" / "trainer_state.json").is_file()
     assert (out / "checkpoint-2" / "processor_config.json").is_file()
     assert not (out / "debug").exists()
@@ -319,7 +409,7 @@ def test_resume_loads_the_checkpoint_weights(trained):
     from transformers import AutoModelForImageTextToText
 
     run, _ = trained
-    ckpt = Path(run.cfg.output_dir) / "checkpoint-1"
+    ckpt = Path(run.cfg.training.output_dir) / "checkpoint-1"
     model = run.trainer.model
     with torch.no_grad():
         for p in model.parameters():
@@ -331,15 +421,55 @@ def test_resume_loads_the_checkpoint_weights(trained):
     assert all(torch.equal(state[k], reference[k]) for k in reference)
 
 
-def test_cli_resume_continues_from_the_last_checkpoint(trained, tiny_qwen_dir, er_root, capsys):
+def test_cli_resume_continues_from_the_last_checkpoint(trained, tiny_qwen_dir, er_root, monkeypatch, capsys):
+    """`--resume` must continue from checkpoint-2: its step (only step 3 is trained) and its
+    weights (which weight decay moved away from the base model). A run restarted from
+    scratch would train steps 1-3 from the base weights and fail both checks."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText, TrainerCallback
+
     from t2s_env.cli import main
 
     run, _ = trained
-    out = Path(run.cfg.output_dir)
-    argv = ["train", "grpo", "--config", TINY, *tiny_overrides(tiny_qwen_dir, er_root, out, max_steps=3, eval_steps=0),
-            "--resume", "auto"]
+    out = Path(run.cfg.training.output_dir)
+    ckpt = out / "checkpoint-2"
+    expected = AutoModelForImageTextToText.from_pretrained(ckpt).state_dict()
+    base = AutoModelForImageTextToText.from_pretrained(tiny_qwen_dir).state_dict()
+    assert any(not torch.equal(expected[k], base[k]) for k in expected)  # else the weight check could not fail
+    seen: dict = {"steps": []}
+
+    class Spy(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            seen["start_weights"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+        def on_step_end(self, args, state, control, **kwargs):
+            seen["steps"].append(state.global_step)
+
+    build_run = tg.build_run
+
+    def spied_build_run(cfg):
+        built = build_run(cfg)
+        built.trainer.add_callback(Spy())
+        return built
+
+    monkeypatch.setattr(tg, "build_run", spied_build_run)
+    argv = ["train", "grpo", "--config", TINY, *tiny_overrides(tiny_qwen_dir, er_root, out, max_steps=3, val_steps=0,
+                                                                weight_decay=0.1), "--resume"]
     assert main(argv) == 0
-    assert "resuming" in capsys.readouterr().err
+    assert f"resuming {ckpt}" in capsys.readouterr().err
+    assert seen["steps"] == [3]  # steps 1-2 came from the checkpoint
+    start = seen["start_weights"]
+    assert set(start) == set(expected) and all(torch.equal(start[k], expected[k]) for k in expected)
     state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3
-    assert (out / "model.safetensors").is_file() and (out / "processor_config.json").is_file()
+    final = load_file(str(out / "model.safetensors"))
+    assert final and (out / "processor_config.json").is_file()
+    # the resolved config with provenance lies beside the checkpoints and is itself a recipe
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["max_steps"] == 3 and saved["num_train_epochs"] == 2 and saved["resume_from_checkpoint"] == "auto"
+    assert saved["provenance"]["packages"]["trl"] and "git_commit" in saved["provenance"]
+    again = tg.load_config(["--config", str(out / "config.yaml")])
+    same = load(*tiny_overrides(tiny_qwen_dir, er_root, out, max_steps=3, val_steps=0, weight_decay=0.1))
+    assert again.script == same.script and again.model == same.model and again.epochs == 2
+    assert (again.training.max_steps, again.training.weight_decay, again.training.resume_from_checkpoint) == (3, 0.1, "auto")
