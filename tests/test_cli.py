@@ -1,0 +1,61 @@
+"""The top level of the ``t2s`` command: --version, a reader that closes the pipe early,
+and progress bars (shown on a terminal, quiet otherwise)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import io
+import subprocess
+import sys
+
+import pytest
+
+from t2s_env.cli import main
+from t2s_env.datasets.synthetic import ensure_dataset
+
+
+class TerminalStderr(io.StringIO):
+    """A stand-in for stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert out == f"t2s (think2seg) {importlib.metadata.version('think2seg')}\n"
+
+
+def test_closed_pipe_ends_quietly(tmp_path):
+    """``t2s leaderboard | head``: the reader is gone before t2s writes a byte."""
+    proc = subprocess.Popen([sys.executable, "-m", "t2s_env.cli", "leaderboard", "--out", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # long before the interpreter has started and written anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err, err
+
+
+def test_data_synth_shows_progress_on_a_terminal_only(tmp_path, monkeypatch, capsys):
+    argv = ["data", "synth", "--splits", "val", "--n", "2", "--seed", "5"]
+    assert main([*argv, "--out", str(tmp_path / "quiet")]) == 0  # captured stderr: not a terminal
+    assert capsys.readouterr().err == ""
+
+    tty = TerminalStderr()
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert main([*argv, "--out", str(tmp_path / "shown")]) == 0
+    assert "synthetic: 100%" in tty.getvalue() and "2/2" in tty.getvalue()
+
+    tty.seek(0), tty.truncate()
+    assert main([*argv, "--out", str(tmp_path / "off"), "--no-progress"]) == 0
+    assert tty.getvalue() == ""
+    assert capsys.readouterr().out.count("val: 2 images") == 2
+
+
+def test_first_use_generation_shows_progress_on_a_terminal(tmp_path, monkeypatch):
+    tty = TerminalStderr()
+    monkeypatch.setattr(sys, "stderr", tty)
+    ensure_dataset(tmp_path / "cache", {"val": 2}, seed=5)
+    text = tty.getvalue()
+    assert "generating the synthetic dataset" in text and "synthetic: 100%" in text and "2/2" in text
