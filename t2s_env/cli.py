@@ -1,7 +1,8 @@
 """The ``t2s`` command.
 
     t2s data synth --out DIR [--n N] [--seed S] [--splits train,val,test]
-    t2s data check earthreason --root DIR [--split S]
+    t2s data check earthreason --root DIR [--split S] [--lenient]
+    t2s data convert rrsisd --root DIR [--overwrite]
     t2s data export verl --dataset earthreason:train --root DIR --out train.parquet
     t2s bench [...]              (registered by think2seg.benchmarks)
     t2s leaderboard [...]        (registered by think2seg.benchmarks)
@@ -50,8 +51,8 @@ def _data_check(args: argparse.Namespace) -> int:
     from .datasets import check_dataset, make_dataset
     from .errors import DatasetError
 
-    if args.root is not None and not os.path.isdir(args.root):
-        raise DatasetError(f"dataset root {args.root} does not exist; pass --root DIR pointing at the dataset folder")
+    if args.root is not None:
+        _require_root(args.root)
     if args.root is None and args.dataset != "synthetic":
         raise DatasetError(f"dataset {args.dataset!r} needs --root DIR (see docs/datasets.md for its layout)")
     explicit = args.split is not None
@@ -66,16 +67,47 @@ def _data_check(args: argparse.Namespace) -> int:
                 raise
             print(f"{args.dataset}:{split}  not checked: {exc}")
             continue
-        c = check_dataset(ds)
+        c = check_dataset(ds, strict=not args.lenient)
         checked += 1
         wr, hr = c["width_range"], c["height_range"]
         size = f"{wr[0]}-{wr[1]} x {hr[0]}-{hr[1]} px" if wr else "-"
+        skipped = sum(getattr(ds, "skipped", {}).values()) + c["skipped"]
         print(
             f"{args.dataset}:{split}  images {c['images']}  questions {c['questions']}  "
             f"empty targets {c['empty_targets']}  sizes (w x h) {size}"
+            + (f"  skipped {skipped}" if skipped else "")
         )
     if not checked:
         raise DatasetError(f"no split of {args.dataset} could be read under {args.root}; see the messages above")
+    return 0
+
+
+def _require_root(root: str) -> None:
+    """--root must be a readable folder; a missing one and an unreadable one are told apart."""
+    from pathlib import Path
+
+    from .datasets.base import require_folder
+    from .errors import DatasetError
+
+    if not os.path.lexists(root):
+        raise DatasetError(f"dataset root {root} does not exist; pass --root DIR pointing at the dataset folder")
+    require_folder(Path(root), "dataset root")
+
+
+#: datasets whose annotations ``t2s data convert`` rewrites, and what it writes
+CONVERTIBLE = {"rrsisd": "rrsisd/refs(unc).p -> rrsisd/refs(unc).json"}
+
+
+def _data_convert(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+
+    if args.dataset not in CONVERTIBLE:
+        raise ConfigError(f"cannot convert dataset {args.dataset!r}; convertible: {', '.join(CONVERTIBLE)}")
+    _require_root(args.root)
+    from .datasets.referring import convert_rrsisd_refs
+
+    path, n = convert_rrsisd_refs(args.root, overwrite=args.overwrite)
+    print(f"wrote {path} ({n} refs); the rrsisd loader reads it instead of the pickle from now on")
     return 0
 
 
@@ -110,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--split", help="one split (default: every split present)")
     check.add_argument("--lenient", action="store_true", help="skip broken images with a warning instead of failing")
     check.set_defaults(func=_data_check)
+    convert = dsub.add_parser("convert", help="rewrite a dataset's annotations in a safe format (rrsisd: refs pickle -> JSON)")
+    convert.add_argument("dataset", help="rrsisd")
+    convert.add_argument("--root", required=True, help="dataset root (the folder holding rrsisd/)")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing JSON refs file")
+    convert.set_defaults(func=_data_convert)
     export = dsub.add_parser("export", help="write a dataset split as RL parquet rows for verl or EasyR1")
     export.add_argument("format", choices=["verl", "easyr1"], help="whose RL dataset rows to write")
     export.add_argument("--dataset", required=True, help="name:split, e.g. earthreason:train")
