@@ -67,7 +67,7 @@ def _data_check(args: argparse.Namespace) -> int:
                 raise
             print(f"{args.dataset}:{split}  not checked: {exc}")
             continue
-        c = check_dataset(ds, strict=not args.lenient)
+        c = check_dataset(ds, strict=not args.lenient, progress=False if args.no_progress else None)
         checked += 1
         wr, hr = c["width_range"], c["height_range"]
         size = f"{wr[0]}-{wr[1]} x {hr[0]}-{hr[1]} px" if wr else "-"
@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--root", help="dataset root (not needed for synthetic)")
     check.add_argument("--split", help="one split (default: every split present)")
     check.add_argument("--lenient", action="store_true", help="skip broken images with a warning instead of failing")
+    check.add_argument("--no-progress", action="store_true", help="no progress bar (none is shown when stderr is not a terminal)")
     check.set_defaults(func=_data_check)
     convert = dsub.add_parser("convert", help="rewrite a dataset's annotations in a safe format (rrsisd: refs pickle -> JSON)")
     convert.add_argument("dataset", help="rrsisd")

@@ -37,7 +37,7 @@ def test_closed_pipe_ends_quietly(tmp_path):
     assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err, err
 
 
-def test_data_synth_shows_progress_on_a_terminal_only(tmp_path, monkeypatch, capsys):
+def test_data_synth_and_check_show_progress_on_a_terminal_only(tmp_path, monkeypatch, capsys):
     argv = ["data", "synth", "--splits", "val", "--n", "2", "--seed", "5"]
     assert main([*argv, "--out", str(tmp_path / "quiet")]) == 0  # captured stderr: not a terminal
     assert capsys.readouterr().err == ""
@@ -51,6 +51,18 @@ def test_data_synth_shows_progress_on_a_terminal_only(tmp_path, monkeypatch, cap
     assert main([*argv, "--out", str(tmp_path / "off"), "--no-progress"]) == 0
     assert tty.getvalue() == ""
     assert capsys.readouterr().out.count("val: 2 images") == 2
+
+    check = ["data", "check", "earthreason", "--root", str(tmp_path / "shown"), "--split", "val"]
+    tty.seek(0), tty.truncate()
+    assert main(check) == 0
+    assert "checking: 100%" in tty.getvalue() and "2/2" in tty.getvalue()
+    tty.seek(0), tty.truncate()
+    assert main([*check, "--no-progress"]) == 0
+    assert tty.getvalue() == ""
+    monkeypatch.undo()  # stderr captured again: not a terminal
+    assert main(check) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out.count("earthreason:val  images 2") == 3
 
 
 def test_first_use_generation_shows_progress_on_a_terminal(tmp_path, monkeypatch):

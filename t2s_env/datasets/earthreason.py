@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import DatasetError
+from ..progress import progress_iter
 from .base import QUESTION_CHOICES, SPLITS, DatasetWarning, SampleDataset, list_folder, require_folder
 from .sample import Sample, image_size, open_data_file
 
@@ -193,8 +194,9 @@ class EarthReasonDataset(SampleDataset):
         return data
 
 
-def check_dataset(dataset: Sequence[Sample], strict: bool = True) -> dict:
-    """Decode every image and mask fully and count what a user wants to know before a run.
+def check_dataset(dataset: Sequence[Sample], strict: bool = True, progress: bool | None = None) -> dict:
+    """Decode every image and mask fully and count what a user wants to know before a run
+    (with a progress bar on stderr; ``progress`` None: when stderr is a terminal).
 
     A truncated or corrupt file is found here, not in the middle of a benchmark. With
     ``strict=False`` a target whose image or mask cannot be read is left out of the counts
@@ -211,7 +213,7 @@ def check_dataset(dataset: Sequence[Sample], strict: bool = True) -> dict:
     seen_images: set[str] = set()
     kept: list[Sample] = []
     problems: list[str] = []
-    for s in targets.values():
+    for s in progress_iter(targets.values(), len(targets), "checking", "mask", progress):
         try:
             if s.image_path not in image_shapes:
                 try:
