@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .coords import get_coord_frame, relative_to_pixels as frame_to_pixels
 from .instructions import DEFAULT_VARIANT, PromptVariant, get_variant
 from .prompt import GeometricPrompt, deduplicate
 
@@ -137,14 +138,20 @@ def parse_completion(
     nms_iou: float = 0.5,
     *,
     prompt_geometry: PromptGeometry = "clipped",
+    coord_frame: str = "abs",
 ) -> ParsedAnswer:
     """Parse one completion. ``image_size`` is ``(width, height)`` for clipping.
+
+    ``coord_frame``: the units the answer is written in (``abs`` pixels, ``rel1000``,
+    ``rel1``; see :mod:`t2s_env.coords`); given ``image_size``, prompts come back in pixels.
 
     ``prompt_geometry``: ``"clipped"`` (reorder corners, clip into ``image_size``, then
     remove duplicates) or ``"raw"`` (upstream: prompts as written, duplicates removed on
     the raw boxes). Never raises on any input (non-strings are failures too).
     """
-    return parse_with_strict(text, variant, mode, image_size, max_instances, nms_iou, prompt_geometry=prompt_geometry)[0]
+    return parse_with_strict(
+        text, variant, mode, image_size, max_instances, nms_iou, prompt_geometry=prompt_geometry, coord_frame=coord_frame
+    )[0]
 
 
 def parse_with_strict(
@@ -156,6 +163,7 @@ def parse_with_strict(
     nms_iou: float = 0.5,
     *,
     prompt_geometry: PromptGeometry = "clipped",
+    coord_frame: str = "abs",
 ) -> tuple[ParsedAnswer, bool]:
     """``(parse_completion(text, …, mode), whether the strict parse succeeds)`` in one pass:
     the think test, the answer extraction and the JSON decoding are shared by both modes
@@ -174,33 +182,47 @@ def parse_with_strict(
         return ParsedAnswer(False, error=f"completion longer than {MAX_COMPLETION_CHARS} characters"), False
     think_ok = _think_fullmatch(text)
     decoded: dict[str, Any] = {}  # cropped JSON text -> decoded value, shared by both modes
+    if prompt_geometry == "raw":
+        frame: Any = None
+    elif image_size is not None:
+        frame = (float(image_size[0]), float(image_size[1]))
+    else:
+        frame = _REORDER
+    # An answer in a relative frame (t2s_env.coords) is clipped in its own units, then
+    # converted to pixels of the observed image; without image_size it stays in its units.
+    to_pixels = None
+    if coord_frame != "abs" and image_size is not None:
+        extent = get_coord_frame(coord_frame).extent
+        if extent is not None:
+            to_pixels = (float(image_size[0]), float(image_size[1]), extent)
+            if isinstance(frame, tuple):
+                frame = (extent, extent)
     try:
-        prompts, error = _parse_answer(text, v, mode, decoded)
+        prompts, error = _parse_answer(text, v, mode, decoded, frame)
     except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
         prompts, error = None, f"unparsable answer ({type(exc).__name__})"
     if mode == "strict":
         strict_ok = prompts is not None
     else:
         try:
-            strict_ok = _parse_answer(text, v, "strict", decoded)[0] is not None
+            strict_ok = _parse_answer(text, v, "strict", decoded, None)[0] is not None
         except Exception:  # noqa: BLE001
             strict_ok = False
     if prompts is None:
         return ParsedAnswer(False, think_ok=think_ok, error=error), strict_ok
-    if prompt_geometry == "raw":
-        prompts = deduplicate(prompts, nms_iou, signed_area=True)
-    else:
-        if image_size is not None:
-            w, h = image_size
-            prompts = [p.clipped(w, h) for p in prompts]
-        else:
-            prompts = [_reordered(p) for p in prompts]
-        prompts = deduplicate(prompts, nms_iou)
+    if to_pixels is not None:
+        prompts = frame_to_pixels(prompts, *to_pixels, clip=frame is not None and frame is not _REORDER)
+    # The instances already carry their final geometry (see _instance).
+    prompts = deduplicate(prompts, nms_iou, signed_area=frame is None)
     return ParsedAnswer(True, tuple(prompts[:max_instances]), think_ok=think_ok), strict_ok
 
 
+#: ``frame`` value of :func:`_instance`: reorder box corners, clip nothing.
+_REORDER = "reorder"
+
+
 def _parse_answer(
-    text: str, v: PromptVariant, mode: str, decoded: dict[str, Any]
+    text: str, v: PromptVariant, mode: str, decoded: dict[str, Any], frame: Any
 ) -> tuple[list[GeometricPrompt] | None, str | None]:
     s = _answer_span(text)
     if mode == "strict":
@@ -221,7 +243,7 @@ def _parse_answer(
         return None, "answer is not a JSON list"
     prompts = []
     for k, inst in enumerate(data):
-        prompt, error = _instance(inst, v, mode)
+        prompt, error = _instance(inst, v, mode, frame)
         if prompt is None:
             return None, f"instance {k}: {error}"
         prompts.append(prompt)
@@ -246,7 +268,11 @@ def _loads(s: str) -> Any:
         return None
 
 
-def _instance(inst: Any, v: PromptVariant, mode: str) -> tuple[GeometricPrompt | None, str | None]:
+def _instance(inst: Any, v: PromptVariant, mode: str, frame: Any) -> tuple[GeometricPrompt | None, str | None]:
+    """One validated instance in its final geometry. ``frame``: None keeps coordinates as
+    written (raw); ``_REORDER`` orders box corners; ``(W, H)`` orders corners and clips
+    every coordinate into the frame (what :meth:`GeometricPrompt.clipped` does, without
+    building the prompt twice). Written for speed: this is the parser's inner loop."""
     if not isinstance(inst, dict):
         return None, "not a JSON object"
     has_box, has_pos = "bbox_2d" in inst, "positive_points" in inst
@@ -257,14 +283,44 @@ def _instance(inst: Any, v: PromptVariant, mode: str) -> tuple[GeometricPrompt |
         box = _numbers(inst["bbox_2d"], 4)
         if box is None:
             return None, "bbox_2d must be 4 finite numbers"
-    pos = _points(inst, "positive_points", v.n_positive, required=(mode == "strict"))
+    required = mode == "strict"
+    pos = _points(inst, "positive_points", v.n_positive, required)
     if pos is None:
         return None, f"positive_points must be exactly {v.n_positive} [x, y] pairs"
-    neg = _points(inst, "negative_points", v.n_negative, required=(mode == "strict"))
-    if neg is None:
-        return None, f"negative_points must be exactly {v.n_negative} [x, y] pairs"
+    if "negative_points" in inst or (required and v.n_negative):
+        neg = _points(inst, "negative_points", v.n_negative, required)
+        if neg is None:
+            return None, f"negative_points must be exactly {v.n_negative} [x, y] pairs"
+    else:
+        neg = ()
     if box is None and not pos:  # e.g. {"positive_points": null}: nothing to segment
         return None, "needs bbox_2d or positive_points"
+    if frame is not None:
+        if box is not None:
+            x1, y1, x2, y2 = box
+            if x2 < x1:
+                x1, x2 = x2, x1
+            if y2 < y1:
+                y1, y2 = y2, y1
+            box = (x1, y1, x2, y2)
+        if frame is not _REORDER:
+            # min(max(c, 0), side), written out: the builtins' call overhead dominated here
+            w, h = frame
+            if box is not None:
+                box = (
+                    0.0 if x1 < 0.0 else (w if w < x1 else x1),
+                    0.0 if y1 < 0.0 else (h if h < y1 else y1),
+                    0.0 if x2 < 0.0 else (w if w < x2 else x2),
+                    0.0 if y2 < 0.0 else (h if h < y2 else y2),
+                )
+            if pos:
+                pos = tuple(
+                    (0.0 if x < 0.0 else (w if w < x else x), 0.0 if y < 0.0 else (h if h < y else y)) for x, y in pos
+                )
+            if neg:
+                neg = tuple(
+                    (0.0 if x < 0.0 else (w if w < x else x), 0.0 if y < 0.0 else (h if h < y else y)) for x, y in neg
+                )
     return GeometricPrompt._of_floats(box, pos, neg), None
 
 
@@ -282,6 +338,18 @@ def _points(inst: dict, key: str, count: int, required: bool) -> tuple | None:
         return None
     out = []
     for p in pts:
+        # fast path for a plain [int|float, int|float]; everything else goes through _numbers
+        if type(p) is list and len(p) == 2:
+            x, y = p
+            if type(x) in _PLAIN_NUMBERS and type(y) in _PLAIN_NUMBERS:
+                try:
+                    fx, fy = float(x), float(y)
+                except OverflowError:
+                    return None
+                if (fx + fy) * 0.0 == 0.0 or (math.isfinite(fx) and math.isfinite(fy)):
+                    out.append((fx, fy))
+                    continue
+                return None
         xy = _numbers(p, 2)
         if xy is None:
             return None
@@ -289,8 +357,21 @@ def _points(inst: dict, key: str, count: int, required: bool) -> tuple | None:
     return tuple(out)
 
 
+_PLAIN_NUMBERS = frozenset((int, float))
+
+
 def _numbers(value: Any, n: int) -> tuple[float, ...] | None:
     if not isinstance(value, (list, tuple)) or len(value) != n:
+        return None
+    if _PLAIN_NUMBERS.issuperset(map(type, value)):  # the usual case, checked in bulk
+        try:
+            out_fast = tuple(map(float, value))
+        except OverflowError:
+            return None
+        # A finite sum proves every term finite (inf and NaN propagate); only an overflowing
+        # sum of finite terms needs the term-by-term test.
+        if sum(out_fast) * 0.0 == 0.0 or all(map(math.isfinite, out_fast)):
+            return out_fast
         return None
     out = []
     for x in value:
@@ -304,12 +385,3 @@ def _numbers(value: Any, n: int) -> tuple[float, ...] | None:
             return None
         out.append(f)
     return tuple(out)
-
-
-def _reordered(p: GeometricPrompt) -> GeometricPrompt:
-    if p.box is None:
-        return p
-    x1, y1, x2, y2 = p.box
-    return GeometricPrompt._of_floats(
-        (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)), p.positive_points, p.negative_points
-    )

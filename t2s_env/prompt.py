@@ -163,16 +163,17 @@ def deduplicate(
     boxed = [i for i, p in enumerate(prompts) if p.box is not None]
     if len(boxed) <= 1:
         return list(prompts)
+    boxes = [prompts[i].box for i in boxed]
     area_of = signed_box_area if signed_area else box_area
-    areas = {i: area_of(prompts[i].box) for i in boxed}
-    order = sorted(boxed, key=lambda i: -areas[i])  # sorted() is stable
-    if len(order) <= _SMALL_NMS:
-        dropped = _suppressed_small([prompts[i].box for i in order], [areas[i] for i in order], iou_threshold)
+    neg_areas = [-area_of(b) for b in boxes]
+    ranks = sorted(range(len(boxed)), key=neg_areas.__getitem__)  # sorted() is stable
+    if len(ranks) <= _SMALL_NMS:
+        dropped = _suppressed_small([boxes[r] for r in ranks], [-neg_areas[r] for r in ranks], iou_threshold)
     else:
-        dropped = _suppressed_numpy([prompts[i].box for i in order], signed_area, iou_threshold)
+        dropped = _suppressed_numpy([boxes[r] for r in ranks], signed_area, iou_threshold)
     if not dropped:
         return list(prompts)
-    gone = {order[k] for k in dropped}
+    gone = {boxed[ranks[k]] for k in dropped}
     return [p for i, p in enumerate(prompts) if i not in gone]
 
 

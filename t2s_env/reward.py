@@ -98,6 +98,5 @@ def reward_components(
 
 def total_reward(components: Mapping[str, float], weights: RewardWeights) -> float:
     """Weighted sum, clipped to [0, sum of positive weights] as upstream clips."""
-    w = weights.to_dict()
-    r = sum(w[k] * components[k] for k in COMPONENTS)
+    r = weights.iou * components["iou"] + weights.json * components["json"] + weights.think * components["think"]
     return float(min(max(r, 0.0), weights.maximum))

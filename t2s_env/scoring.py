@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .coords import get_coord_frame
 from .errors import ConfigError
 from .instructions import DEFAULT_VARIANT, PromptVariant, format_completion, get_variant
 from .metrics import intersection_union
@@ -146,6 +147,8 @@ class Scorer:
         prompt_geometry: ``"clipped"`` (default: corners reordered, clipped to the frame,
             then de-duplicated) or ``"raw"`` (upstream: as written, de-duplicated on the
             raw boxes, passed to the segmenter unclipped). See :mod:`t2s_env.parser`.
+        coord_frame: the units completions are written in (``abs`` pixels of the image,
+            ``rel1000``, ``rel1``; :mod:`t2s_env.coords`); prompts are converted to pixels.
     """
 
     def __init__(
@@ -158,8 +161,10 @@ class Scorer:
         max_instances: int = DEFAULT_MAX_INSTANCES,
         encode_batch_size: int = 8,
         prompt_geometry: PromptGeometry = "clipped",
+        coord_frame: str = "abs",
     ) -> None:
         self.segmenter = make_segmenter(segmenter)
+        self.coord_frame = get_coord_frame(coord_frame).name
         self.variant = get_variant(prompt_variant)
         if parser_mode not in ("strict", "lenient"):
             raise ConfigError(f"parser_mode must be 'strict' or 'lenient', got {parser_mode!r}")
@@ -183,7 +188,8 @@ class Scorer:
         if isinstance(text, _Unparsable):
             return ParsedAnswer(False, error=text.why), False
         return parse_with_strict(
-            text, self.variant, self.parser_mode, image_size, self.max_instances, prompt_geometry=self.prompt_geometry
+            text, self.variant, self.parser_mode, image_size, self.max_instances, prompt_geometry=self.prompt_geometry,
+            coord_frame=self.coord_frame,
         )
 
     # -- scoring --------------------------------------------------------------------------
@@ -244,8 +250,8 @@ class Scorer:
         return results  # type: ignore[return-value]
 
     def _finish(self, gt: np.ndarray, answers: list[tuple[ParsedAnswer, bool]], embedding: Any) -> list[ScoreResult]:
-        gt_empty = not bool(gt.any())
         gt_area = int(np.count_nonzero(gt))
+        gt_empty = gt_area == 0
         todo = [i for i, (a, _) in enumerate(answers) if a.ok and a.prompts]
         inter = [0] * len(answers)
         union = [gt_area] * len(answers)
@@ -257,10 +263,11 @@ class Scorer:
                 raise RuntimeError(f"segmenter returned masks of {tuple(pred.shape)} for a {gt.shape} image")
             gt_t = torch.from_numpy(np.ascontiguousarray(gt)).to(pred.device)
             i_t, u_t = intersection_union(pred, gt_t)
-            area = pred.flatten(1).any(1)
-            for j, i in enumerate(todo):
-                inter[i], union[i] = int(i_t[j]), int(u_t[j])
-                pred_empty[i] = not bool(area[j])
+            for j, (i_j, u_j) in enumerate(zip(i_t.tolist(), u_t.tolist())):
+                i = todo[j]
+                inter[i], union[i] = i_j, u_j
+                # |P| = |P∪G| - |G| + |P∩G|: no extra pass over the masks
+                pred_empty[i] = u_j - gt_area + i_j == 0
             if self.keep_masks:
                 host = pred.cpu().numpy()
                 for j, i in enumerate(todo):
