@@ -59,7 +59,7 @@ def test_markdown_format(store, capsys):
 def test_csv_format(store, capsys):
     assert leaderboard("--out", str(store.out), "--format", "csv", "--all-runs") == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert list(rows[0]) == [*COLUMNS, "run_id", "finished_at"]
+    assert list(rows[0]) == [*COLUMNS, "run_id", "finished_at", "partial"]
     assert len(rows) == 4  # every run, plus reported
     paper = next(r for r in rows if r["source"] == "reported")
     assert paper["gIoU"] == "73.36" and paper["cIoU"] == "75.60" and paper["Pr@0.5"] == "" and paper["N-Acc"] == ""
