@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import errno
 import hashlib
 import importlib.metadata
 import inspect
@@ -46,7 +47,9 @@ from t2s_env import (
     summarize_records,
 )
 from t2s_env.datasets import parse_dataset_spec
-from t2s_env.metrics import PROTOCOLS, per_sample_iou
+from t2s_env.frames import Frames, load_frames, map_answer
+from t2s_env.instructions import DEFAULT_VARIANT
+from t2s_env.metrics import PROTOCOLS, bootstrap_intervals, per_sample_iou, protocol_fields, protocol_with_options
 from t2s_env.scoring import ScoreResult, completion_text
 from t2s_env.segmenters import SEGMENTERS, Segmenter
 
@@ -54,6 +57,7 @@ import think2seg.agents as agent_registry
 from think2seg.agents import Agent
 
 from . import tensorboard_log
+from .provenance import dataset_fingerprint, model_fingerprint, run_identity, segmenter_fingerprint
 from .results_store import ResultsStore, RunRow
 from .rundir import RunDir
 
@@ -61,6 +65,8 @@ DEFAULT_DATASET = "synthetic:val"
 DEFAULT_OUT = "results"
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_TB_SAMPLES = 16
+#: the bootstrap intervals of metrics.json use this seed (recorded beside them)
+BOOTSTRAP_SEED = 0
 #: the first failures of a run are reported on stderr; the rest only in samples.jsonl
 MAX_REPORTED_FAILURES = 3
 
@@ -96,7 +102,10 @@ def agent_specs_from_yaml(path: str) -> list[Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read agent config {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"agent config {path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"agent config {path} is not valid YAML{where}: {problem}; fix the file") from None
     if isinstance(data, dict) and "agents" in data:
         data = data["agents"]
     if isinstance(data, (str, dict)):
@@ -223,9 +232,14 @@ def run_config(
     protocol: MetricProtocol,
     prompt_variant: str,
     argv: Sequence[str],
+    data_fingerprint: Mapping[str, Any] | None = None,
+    n_available: int | None = None,
 ) -> dict[str, Any]:
-    """Everything run.yaml records; ``--resume`` rebuilds the run from it."""
-    return {
+    """Everything run.yaml records; ``--resume`` rebuilds the run from it. A run of fewer
+    samples than its split holds (``--limit``) is partial."""
+    agent_config = agent.config()
+    describe = segmenter.describe()
+    config = {
         "run_id": run_id,
         "status": "running",
         "created_at": _now(),
@@ -238,12 +252,21 @@ def run_config(
         "prompt_variant": prompt_variant,
         "parser_mode": "lenient",
         "protocol": protocol.to_dict(),
-        "segmenter": {"spec": segmenter_spec, "options": dict(segmenter_options), **segmenter.describe()},
-        "agent": {"label": agent.label, "privileged": bool(agent.privileged), "config": agent.config(), **recipe},
+        "partial": bool(limit is not None and n_available is not None and n_samples < n_available),
+        "n_available": n_available,
+        "segmenter": {"spec": segmenter_spec, "options": dict(segmenter_options), **describe},
+        "agent": {"label": agent.label, "privileged": bool(agent.privileged), "config": agent_config, **recipe},
+        "fingerprints": {
+            "data": dict(data_fingerprint or {}),
+            "model": model_fingerprint(agent_config),
+            "segmenter": segmenter_fingerprint(describe),
+        },
         "versions": package_versions(),
         "git": git_state(),
         "command": ["t2s", "bench", *argv],
     }
+    config["identity"] = run_identity(config)
+    return config
 
 
 # -- acting and scoring -------------------------------------------------------------------
@@ -306,6 +329,41 @@ def make_record(sample: Any, completion: str | None, error: str | None, result: 
     }
 
 
+def score_frames(job: Job, scorer: Scorer, items: Sequence[tuple[Frames, Sequence[str]]]) -> list[list[ScoreResult]]:
+    """Score each sample's completions in the protocol's scoring frame. In the agent's
+    frame this is the scorer's own path; at the original size the answers are parsed in
+    the agent's frame (clipped to it under ``clipped`` geometry), their prompts mapped back,
+    and the original image segmented once for all of them."""
+    if job.protocol.iou_frame == "agent":
+        return scorer.score_many([(f.image, f.gt_mask, list(c)) for f, c in items])
+    parsed = []
+    for f, completions in items:
+        h, w = f.framed.gt_mask.shape
+        answers = []
+        for c in completions:
+            answer, json_ok = scorer.parse(c, (w, h))
+            answers.append((map_answer(answer, f.scale), json_ok))
+        parsed.append(answers)
+    results: list[list[ScoreResult] | None] = [None] * len(items)
+    need = [g for g, answers in enumerate(parsed) if any(a.ok and a.prompts for a, _ in answers)]
+    step = scorer.encode_batch_size
+    for start in range(0, len(need), step):
+        chunk = need[start:start + step]
+        embeddings = scorer.segmenter.encode_batch([items[g][0].image for g in chunk])
+        for g, emb in zip(chunk, embeddings):
+            results[g] = scorer._finish(items[g][0].gt_mask, parsed[g], emb)
+        del embeddings
+    for g, res in enumerate(results):
+        if res is None:
+            results[g] = scorer._finish(items[g][0].gt_mask, parsed[g], None)
+    return results  # type: ignore[return-value]
+
+
+def _frames(job: Job, index: int) -> Frames:
+    p = job.protocol
+    return load_frames(job.samples[index], p.image_size, p.resize, p.iou_frame)
+
+
 def _observation(framed: Any, job: Job, agent: Agent) -> tuple[dict, dict]:
     """What the env gives the agent, with private copies of the arrays: one agent must
     not be able to alter the image (or GT) that the next agent sees or that is scored."""
@@ -316,10 +374,10 @@ def _observation(framed: Any, job: Job, agent: Agent) -> tuple[dict, dict]:
     return obs, info
 
 
-def _tile(framed: Any, record: Mapping[str, Any], result: ScoreResult) -> np.ndarray:
+def _tile(frames: Frames, record: Mapping[str, Any], result: ScoreResult) -> np.ndarray:
+    """The overlay in the scoring frame (image, GT and prompts as the segmenter saw them)."""
     caption = f"{record['sample_id']}  IoU {record['iou']:.2f}"
-    return tensorboard_log.make_tile(framed.image, framed.gt_mask, result.mask, result.prompts, caption,
-                                     question=record.get("question"))
+    return tensorboard_log.make_tile(frames.image, frames.gt_mask, result.mask, result.prompts, caption)
 
 
 def process_batch(job: Job, indices: list[int], scorers: tuple[Scorer, Scorer], progress: Any) -> None:
@@ -328,13 +386,13 @@ def process_batch(job: Job, indices: list[int], scorers: tuple[Scorer, Scorer], 
     todo = sorted({i for idx in need.values() for i in idx})
     if not todo:
         return
-    framed = {i: load_framed(job.samples[i], job.protocol.image_size) for i in todo}
+    frames = {i: _frames(job, i) for i in todo}
     answers: dict[tuple[int, int], tuple[str | None, str | None]] = {}
     for run in job.runs:
         idx = need[id(run)]
         if not idx:
             continue
-        pairs = [_observation(framed[i], job, run.agent) for i in idx]
+        pairs = [_observation(frames[i].framed, job, run.agent) for i in idx]
         got = act(run.agent, [p[0] for p in pairs], [p[1] for p in pairs])
         for i, (completion, error) in zip(idx, got):
             answers[(id(run), i)] = (completion, error)
@@ -345,12 +403,9 @@ def process_batch(job: Job, indices: list[int], scorers: tuple[Scorer, Scorer], 
                                    "recorded as a failure", file=sys.stderr)
     # One group per image holding every run's answer: the image is encoded once for all.
     order = [[run for run in job.runs if i in need[id(run)]] for i in todo]
-    groups = [
-        (framed[i].image, framed[i].gt_mask, [answers[(id(run), i)][0] or "" for run in runs])
-        for i, runs in zip(todo, order)
-    ]
+    groups = [(frames[i], [answers[(id(run), i)][0] or "" for run in runs]) for i, runs in zip(todo, order)]
     render = any(i < job.tb_samples for i in todo) and job.tensorboard
-    results = (scorers[1] if render else scorers[0]).score_many(groups)
+    results = score_frames(job, scorers[1] if render else scorers[0], groups)
     new: dict[int, list[dict[str, Any]]] = {}
     for i, runs, res in zip(todo, order, results):
         for run, result in zip(runs, res):
@@ -359,7 +414,7 @@ def process_batch(job: Job, indices: list[int], scorers: tuple[Scorer, Scorer], 
             new.setdefault(id(run), []).append(record)
             run.done[record["sample_id"]] = record
             if render and i < job.tb_samples:
-                run.tiles[i] = _tile(framed[i], record, result)
+                run.tiles[i] = _tile(frames[i], record, result)
     for run in job.runs:
         if id(run) in new:
             run.rundir.append(new[id(run)])
@@ -371,11 +426,11 @@ def fill_missing_tiles(job: Job, run: Run, scorer: Scorer) -> None:
     want = [i for i in range(min(job.tb_samples, len(job.samples))) if i not in run.tiles]
     if not want:
         return
-    framed = {i: load_framed(job.samples[i], job.protocol.image_size) for i in want}
+    frames = {i: _frames(job, i) for i in want}
     records = [run.done[job.samples[i].sample_id] for i in want]
-    results = scorer.score_many([(framed[i].image, framed[i].gt_mask, [r["completion"] or ""]) for i, r in zip(want, records)])
+    results = score_frames(job, scorer, [(frames[i], [r["completion"] or ""]) for i, r in zip(want, records)])
     for i, r, res in zip(want, records, results):
-        run.tiles[i] = _tile(framed[i], r, res[0])
+        run.tiles[i] = _tile(frames[i], r, res[0])
 
 
 def segmenter_label(job: Job) -> str:
@@ -391,7 +446,9 @@ def finalize(job: Job, run: Run, store: ResultsStore, render_scorer: Scorer) -> 
     rewards = [r["reward"] for r in records]
     metrics["mean_reward"] = float(np.mean(rewards)) if rewards else None
     metrics["n_agent_errors"] = sum(1 for r in records if r.get("error"))
+    metrics["intervals"] = bootstrap_intervals(records, job.protocol, seed=BOOTSTRAP_SEED)
     metrics["protocol"] = job.protocol.to_dict()
+    metrics["partial"] = bool(run.config.get("partial"))
     metrics.update(run_id=run.run_id, agent=run.label, dataset=job.dataset, segmenter=segmenter_label(job))
     run.rundir.write_metrics(metrics)
     if job.tensorboard:
@@ -414,7 +471,12 @@ def finalize(job: Job, run: Run, store: ResultsStore, render_scorer: Scorer) -> 
             created_at=run.config.get("created_at"),
             finished_at=finished,
             git_commit=(run.config.get("git") or {}).get("commit"),
-            config={k: run.config.get(k) for k in ("agent", "segmenter", "protocol", "prompt_variant", "limit", "seed", "root")},
+            config={k: run.config.get(k) for k in ("agent", "segmenter", "protocol", "prompt_variant", "limit", "seed",
+                                                   "root", "n_samples", "n_available")},
+            identity=run.config.get("identity"),
+            partial=bool(run.config.get("partial")),
+            extra={"intervals": {k: metrics["intervals"].get(k) for k in ("gIoU", "cIoU", "Pr@0.5")},
+                   "fingerprints": run.config.get("fingerprints") or {}},
         )
     )
     run.config.update(status="complete", finished_at=finished)
@@ -426,15 +488,26 @@ def execute(job: Job, store: ResultsStore, show_progress: bool = True) -> None:
     """Run every run of the job to completion (or until interrupted: then say how to resume)."""
     from tqdm.auto import tqdm
 
+    geometry = job.protocol.prompt_geometry
     scorers = (
-        Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", encode_batch_size=job.batch_size),
-        Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", keep_masks=True, encode_batch_size=job.batch_size),
+        Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", encode_batch_size=job.batch_size,
+               prompt_geometry=geometry),
+        Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", keep_masks=True,
+               encode_batch_size=job.batch_size, prompt_geometry=geometry),
     )
     total = len(job.samples) * len(job.runs)
-    for run in job.runs:
-        if not run.rundir.path.exists():
-            run.rundir.create(run.config)
-        run.done = {r["sample_id"]: r for r in run.rundir.open_for_append()}
+    started: list[Run] = []
+    try:
+        for run in job.runs:
+            if not run.rundir.path.exists():
+                run.rundir.create(run.config)
+            elif run.config.get("status") != "running":
+                run.config.update(status="running", error=None)
+                run.rundir.write_config(run.config)
+            started.append(run)
+            run.done = {r["sample_id"]: r for r in run.rundir.open_for_append()}
+    except OSError as exc:
+        _stopped(job, started, store, exc)
     initial = sum(len(run.done) for run in job.runs)
     desc = f"{job.dataset} × {len(job.runs)} agent{'s' if len(job.runs) != 1 else ''}"
     progress = tqdm(total=total, initial=initial, desc=desc, unit="answer", disable=not show_progress,
@@ -442,23 +515,59 @@ def execute(job: Job, store: ResultsStore, show_progress: bool = True) -> None:
     try:
         for start in range(0, len(job.samples), job.batch_size):
             process_batch(job, list(range(start, min(start + job.batch_size, len(job.samples)))), scorers, progress)
-    except BaseException:
+    except BaseException as exc:
         progress.close()
-        for run in job.runs:
-            run.rundir.close()
-            print(f"t2s bench: run {run.run_id} stopped after {len(run.done)}/{len(job.samples)} samples; "
-                  f"finish it with: t2s bench --out {store.out} --resume {run.run_id}", file=sys.stderr)
-        raise
+        _stopped(job, job.runs, store, exc)
     progress.close()
     for run in job.runs:
         run.rundir.close()
-        finalize(job, run, store, scorers[1])
+        try:
+            finalize(job, run, store, scorers[1])
+        except (T2SError, OSError) as exc:
+            _stopped(job, [run], store, exc)
+
+
+def _stopped(job: Job, runs: Sequence[Run], store: ResultsStore, exc: BaseException) -> None:
+    """A job that cannot go on: close its runs and say how to finish each. An interruption
+    leaves them ``running`` (resumable as they are); bad data or a full disk marks them
+    ``failed`` with the reason. Re-raises: a T2SError (one line at the CLI) for errors."""
+    failed = not isinstance(exc, (KeyboardInterrupt, SystemExit))
+    if isinstance(exc, OSError):
+        why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+        where = f" writing {exc.filename}" if exc.filename else ""
+        reason = f"{why}{where}"
+    else:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    hints = []
+    for run in runs:
+        run.rundir.close()
+        if failed:
+            run.config.update(status="failed", error=reason[:500])
+            try:
+                run.rundir.write_config(run.config)
+            except OSError:  # e.g. still no space: the folder keeps its previous status
+                pass
+        hints.append(f"t2s bench --out {store.out} --resume {run.run_id}")
+        print(f"t2s bench: run {run.run_id} stopped after {len(run.done)}/{len(job.samples)} samples"
+              + (f" ({reason})" if failed else "") + f"; finish it with: {hints[-1]}", file=sys.stderr)
+    if not failed:
+        raise exc
+    if isinstance(exc, (T2SError, OSError)):
+        fix = "free some space, then" if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) \
+            else "fix it, then"
+        hint = hints[0] if len(hints) == 1 else f"{hints[0]} (and the other runs above)"
+        raise T2SError(f"{reason}; {fix} finish with: {hint}") from None
+    raise exc
 
 
 # -- planning -----------------------------------------------------------------------------
 
-def load_samples(dataset: str, root: str | None, protocol: MetricProtocol, seed: int, limit: int | None) -> list[Any]:
+def load_samples(dataset: str, root: str | None, protocol: MetricProtocol, seed: int, limit: int | None,
+                 with_total: bool = False) -> Any:
+    """The samples of a split (the first ``limit``); with ``with_total``, also how many the
+    split holds."""
     samples = list(make_dataset(dataset, root=root, question=protocol.question, seed=seed))
+    available = len(samples)
     if limit is not None:
         samples = samples[:limit]
     if not samples:
@@ -466,7 +575,7 @@ def load_samples(dataset: str, root: str | None, protocol: MetricProtocol, seed:
     ids = [s.sample_id for s in samples]
     if len(set(ids)) != len(ids):
         raise T2SError(f"dataset {dataset} has duplicate sample ids; results could not be resumed")
-    return samples
+    return (samples, available) if with_total else samples
 
 
 def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str]) -> list[Job]:
@@ -477,6 +586,9 @@ def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str])
         parse_dataset_spec(d)
     datasets = [":".join(parse_dataset_spec(d)) for d in datasets]
     specs: list[Any] = list(split_list(args.agents))
+    if args.agents is not None and not specs:
+        raise ConfigError("--agents is empty; name at least one agent (or leave the option out for every "
+                          f"baseline and oracle): {', '.join(agent_registry.available_agents())}")
     if args.agent_config:
         specs += agent_specs_from_yaml(args.agent_config)
     if not specs:
@@ -487,13 +599,16 @@ def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str])
     seg_specs = {d: args.segmenter or default_segmenter(d) for d in datasets}
     for s in set(seg_specs.values()):
         check_segmenter_name(s)
-    protocol = get_protocol(args.protocol)
-    variant = get_variant(args.prompt_variant).name
+    protocol = resolve_protocol(args)
+    variant = get_variant(args.prompt_variant or DEFAULT_VARIANT).name
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
+    seed = 0 if args.seed is None else args.seed
     root = str(Path(args.root).resolve()) if args.root else None
 
-    samples = {d: load_samples(d, root, protocol, args.seed, args.limit) for d in datasets}
+    loaded = {d: load_samples(d, root, protocol, seed, args.limit, with_total=True) for d in datasets}
+    samples = {d: loaded[d][0] for d in datasets}
+    fingerprints = {d: dataset_fingerprint(samples[d]) for d in datasets}
     seg_options = parse_options(args.segmenter_option, "--segmenter-option")
     segmenters = {s: _make_segmenter(s, seg_options) for s in set(seg_specs.values())}
     built = [build_agent(spec, variant) for spec in specs]
@@ -504,8 +619,9 @@ def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str])
         runs = []
         for agent, recipe in built:
             run_id = new_run_id(agent.label, d)
-            config = run_config(run_id, agent, recipe, d, root, len(samples[d]), args.limit, args.seed,
-                                seg_specs[d], seg_options, seg, protocol, variant, argv)
+            config = run_config(run_id, agent, recipe, d, root, len(samples[d]), args.limit, seed,
+                                seg_specs[d], seg_options, seg, protocol, variant, argv,
+                                data_fingerprint=fingerprints[d], n_available=loaded[d][1])
             # The folder is created when the job starts (execute), so that an interruption
             # leaves no empty run folders for datasets not reached yet.
             rundir = RunDir(store.run_dir(run_id))
@@ -527,12 +643,13 @@ def plan_resume(args: argparse.Namespace, store: ResultsStore) -> list[Job]:
         print(f"t2s bench: run {args.resume} is already complete", file=sys.stderr)
         return []
     try:
-        protocol = MetricProtocol(**config["protocol"])
+        protocol = MetricProtocol.from_dict(config["protocol"])
         dataset, root, seg_spec = config["dataset"], config.get("root"), config["segmenter"]["spec"]
         variant = config["prompt_variant"]
         recipe = {"spec": config["agent"]["spec"], "options": config["agent"].get("options") or {}}
     except (KeyError, TypeError) as exc:
         raise T2SError(f"{rundir.run_yaml} lacks {exc}; it cannot be resumed") from None
+    check_resume_options(args, config, protocol)
     samples = load_samples(dataset, root, protocol, int(config.get("seed") or 0), config.get("limit"))
     if len(samples) != config.get("n_samples", len(samples)):
         raise T2SError(f"dataset {dataset} now has {len(samples)} samples, the run had {config['n_samples']}; start a new run")
@@ -541,6 +658,33 @@ def plan_resume(args: argparse.Namespace, store: ResultsStore) -> list[Job]:
     run = Run(args.resume, agent, rundir, config)
     return [Job(dataset, root, seg_spec, segmenter, protocol, variant, samples, [run],
                 args.batch_size, args.tb_samples, not args.no_tensorboard)]
+
+
+def resolve_protocol(args: argparse.Namespace) -> MetricProtocol:
+    """``--protocol`` (default strict) with its ``--protocol-option KEY=VALUE`` overrides."""
+    options: dict[str, str] = {}
+    for item in args.protocol_option or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--protocol-option takes KEY=VALUE, got {item!r}; keys: {', '.join(protocol_fields())}")
+        options[key.strip()] = value.strip()
+    return protocol_with_options(args.protocol or "strict", options)
+
+
+def check_resume_options(args: argparse.Namespace, config: Mapping[str, Any], protocol: MetricProtocol) -> None:
+    """Options that change a run's numbers must match the run being resumed: a resumed run
+    finishes exactly as it started, or not at all."""
+    given = []
+    if args.protocol is not None or args.protocol_option:
+        if resolve_protocol(args) != protocol:
+            given.append(f"protocol {resolve_protocol(args).name} (the run uses {protocol.name})")
+    if args.prompt_variant is not None and get_variant(args.prompt_variant).name != config.get("prompt_variant"):
+        given.append(f"--prompt-variant {args.prompt_variant} (the run uses {config.get('prompt_variant')})")
+    if args.seed is not None and args.seed != int(config.get("seed") or 0):
+        given.append(f"--seed {args.seed} (the run uses {config.get('seed')})")
+    if given:
+        raise ConfigError(f"--resume {args.resume} finishes the run as it started; drop {'; '.join(given)}, "
+                          "or start a new run")
 
 
 def parse_options(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
@@ -566,6 +710,10 @@ def _make_segmenter(spec: str, options: Mapping[str, Any] | None = None) -> Segm
                           "or pick a weightless one: box, grabcut") from None
     except TypeError as exc:  # an option the segmenter does not take
         raise ConfigError(f"segmenter {spec!r}: bad --segmenter-option ({exc})") from None
+    except ValueError as exc:  # an option of the wrong kind, e.g. max_side=abc
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        given = " ".join(f"{k}={v}" for k, v in dict(options or {}).items())
+        raise ConfigError(f"segmenter {spec!r}: bad --segmenter-option value among {given} ({first})") from None
 
 
 # -- command line -------------------------------------------------------------------------
@@ -591,12 +739,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="box, grabcut or sam2:<size> (default: grabcut on synthetic, sam2:small otherwise)")
     p.add_argument("--segmenter-option", action="append", metavar="KEY=VALUE",
                    help="segmenter option, repeatable (e.g. checkpoint=/path/sam2.1_hiera_small.pt, device=cuda)")
-    p.add_argument("--protocol", default="strict", metavar="NAME",
+    p.add_argument("--protocol", metavar="NAME",
                    help=f"metric protocol: {', '.join(PROTOCOLS)} (default strict); fixes resolution and question choice")
-    p.add_argument("--prompt-variant", default="bbox+2pos", metavar="NAME",
+    p.add_argument("--protocol-option", action="append", metavar="KEY=VALUE",
+                   help="override one protocol field, repeatable; keys: " + ", ".join(protocol_fields())
+                   + " (e.g. empty_rule=skip, comparator='>'); see docs/benchmark.md")
+    p.add_argument("--prompt-variant", metavar="NAME",
                    help="what the agents answer: bbox+2pos (default), bbox, 2pos, bbox+4pos, bbox+2pos+2neg")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N samples")
-    p.add_argument("--seed", type=int, default=0, help="seed of the question choice (protocols with question=random)")
+    p.add_argument("--seed", type=int, help="seed of the question choice (protocols with question=random; default 0)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
                    help=f"samples per act_batch call and per batched encode (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"results directory (default {DEFAULT_OUT})")
@@ -623,7 +774,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.tb_samples < 0:
         raise ConfigError(f"--tb-samples must be 0 or more, got {args.tb_samples}")
+    if not str(args.out).strip():
+        raise ConfigError(f"--out is empty; pass a results directory (default {DEFAULT_OUT})")
     store = ResultsStore(args.out)
+    from . import sharding
+
+    if sharding.wanted(args, store):  # accelerate launch / torchrun, or resuming a sharded run
+        return sharding.run(args, store, argv)
     store.prepare()  # an unwritable --out fails here, before any work
     if args.resume:
         ignored = [f"--{k.replace('_', '-')}" for k in ("dataset", "root", "agents", "agent_config", "segmenter",

@@ -295,3 +295,454 @@ def test_main_job_defaults_on_a_few_synthetic_samples(tmp_path, capsys):
                                        "oracle-box", "oracle-points", "oracle-box+points"}
     assert {(r.dataset, r.segmenter, r.protocol) for r in rows} == {("synthetic:val", "grabcut", "strict")}
     assert "oracle-box" in capsys.readouterr().out
+
+
+# -- a real kill: SIGKILL a bench subprocess, then resume ---------------------------------
+
+SLOW_AGENT = '''
+import os, time
+from think2seg.agents.oracles import OracleBoxAgent
+
+class SlowOracle(OracleBoxAgent):
+    """oracle-box that takes a while per batch and logs the samples it answers."""
+    name = "slow-oracle"
+
+    def act_batch(self, observations, infos):
+        with open(os.environ["SLOW_AGENT_LOG"], "a") as f:
+            f.write("".join(i["sample_id"] + "\\n" for i in infos))
+        time.sleep(float(os.environ.get("SLOW_AGENT_SLEEP", "0")))
+        return super().act_batch(observations, infos)
+'''
+
+
+def _wait_for_lines(path: Path, n: int, proc, timeout: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the bench ended (status {proc.returncode}) before it was killed: "
+                                 + proc.stderr.read().decode(errors="replace")[-2000:])
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never reached {n} lines")
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_of_a_real_process(disjoint_root, tmp_path, monkeypatch):
+    """kill -9 a `t2s bench` process mid-run; the resumed run answers only the samples
+    that were not recorded and ends with the files of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "slow_agent.py").write_text(SLOW_AGENT)
+    log = tmp_path / "answered.log"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")]),
+               SLOW_AGENT_LOG=str(log), SLOW_AGENT_SLEEP="0.6", T2S_TEST_THREADS="1")
+    out = tmp_path / "killed"
+    argv = ["--dataset", "earthreason:val", "--root", str(disjoint_root), "--segmenter", "box", "--out", str(out),
+            "--agents", "slow_agent:SlowOracle", "--batch-size", "2", "--tb-samples", "3", *QUIET]
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from t2s_env.cli import main; sys.exit(main(sys.argv[1:]))",
+                             "bench", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        import time
+
+        t0 = time.monotonic()
+        while not ((out / "runs").is_dir() and any((out / "runs").iterdir())):
+            assert proc.poll() is None, proc.stderr.read().decode(errors="replace")[-2000:]
+            assert time.monotonic() - t0 < 120, "the bench never created its run folder"
+            time.sleep(0.02)
+        (run_dir,) = list((out / "runs").iterdir())
+        _wait_for_lines(run_dir / "samples.jsonl", 2, proc)  # the first batch is on disk
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done = [s["sample_id"] for s in read_samples(run_dir)]
+    assert 2 <= len(done) < 6 and done == ["r00", "r01", "r02", "r03", "r04", "r05"][: len(done)]
+    cfg = yaml.safe_load((run_dir / "run.yaml").read_text())
+    assert cfg["status"] == "running" and not (run_dir / "metrics.json").exists()
+    assert not ResultsStore(out).has_run(run_dir.name)
+
+    monkeypatch.syspath_prepend(str(plugins))
+    monkeypatch.setenv("SLOW_AGENT_LOG", str(log))
+    monkeypatch.setenv("SLOW_AGENT_SLEEP", "0")
+    log.write_text("")
+    assert harness.main(["--out", str(out), "--resume", run_dir.name, "--tb-samples", "3", *QUIET]) == 0
+    answered = log.read_text().split()
+    assert answered and set(answered).isdisjoint(done)  # nothing recorded is asked again
+    assert set(answered) | set(done) == {f"r0{k}" for k in range(6)}
+    assert ResultsStore(out).has_run(run_dir.name)
+
+    clean = tmp_path / "clean"
+    assert bench(disjoint_root, clean, "--agents", "slow_agent:SlowOracle", "--batch-size", "2", "--tb-samples", "3") == 0
+    (clean_dir,) = run_dirs(clean).values()
+    resumed, uninterrupted = read_metrics(run_dir), read_metrics(clean_dir)
+    for m in (resumed, uninterrupted):
+        del m["run_id"]
+    assert resumed == uninterrupted
+    assert read_samples(run_dir) == read_samples(clean_dir)
+    scalars, grid = read_tensorboard(out / "tb" / run_dir.name)
+    assert scalars["metrics/gIoU"] == pytest.approx(resumed["gIoU"])
+    assert tiles_drawn(grid) == 3  # tiles of the samples scored before the kill were re-rendered
+
+
+# -- TensorBoard: the scalars and the image grid, read back -------------------------------
+
+def read_tensorboard(log_dir: Path) -> tuple[dict, np.ndarray]:
+    """(last value of each scalar tag, the decoded 'samples' image) of a run's events."""
+    import cv2
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    scalars = {tag: acc.Scalars(tag)[-1].value for tag in acc.Tags()["scalars"]}
+    (image,) = acc.Images("samples")
+    grid = cv2.imdecode(np.frombuffer(image.encoded_image_string, np.uint8), cv2.IMREAD_COLOR)
+    assert grid is not None and grid.shape[:2] == (image.height, image.width)
+    return scalars, grid[..., ::-1]
+
+
+def tiles_drawn(grid: np.ndarray, tile: int = 280) -> int:
+    """Cells of the grid that hold a picture (the rest stay black)."""
+    rows, cols = grid.shape[0] // tile, grid.shape[1] // tile
+    return sum(int(grid[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile].mean() > 8)
+               for r in range(rows) for c in range(cols))
+
+
+def test_bench_tensorboard_holds_the_metrics_and_the_sample_grid(disjoint_root, tmp_path):
+    assert bench(disjoint_root, tmp_path, "--agents", "oracle-box,empty", "--tb-samples", "5") == 0
+    for label, d in run_dirs(tmp_path).items():
+        metrics = read_metrics(d)
+        scalars, grid = read_tensorboard(tmp_path / "tb" / d.name)
+        for key in ("gIoU", "cIoU", "Pr@0.5", "N-Acc", "n_failed"):
+            assert scalars[f"metrics/{key}"] == pytest.approx(metrics[key], abs=1e-6), (label, key)
+        # 5 tiles in rows of 4: a 2x4 grid of 280-px cells, 5 of them drawn
+        assert grid.shape == (560, 1120, 3)
+        assert tiles_drawn(grid) == 5
+        cells = [grid[:280, c * 280:(c + 1) * 280].astype(float) for c in range(4)]
+        assert np.abs(cells[0] - cells[1]).mean() > 1  # different samples, different tiles
+    # the oracle's tiles show its predicted mask (blue overlay) where the empty agent's do not
+    _, oracle = read_tensorboard(tmp_path / "tb" / run_dirs(tmp_path)["oracle-box"].name)
+    _, empty = read_tensorboard(tmp_path / "tb" / run_dirs(tmp_path)["empty"].name)
+    blue = lambda g: ((g[..., 2].astype(int) - g[..., 0].astype(int)) > 25).mean()  # noqa: E731
+    assert blue(oracle) > 5e-4 and blue(empty) < 5e-5
+
+
+# -- protocols from the command line --------------------------------------------------------
+
+def test_every_protocol_field_from_the_cli_is_recorded_in_full(rect_root, tmp_path):
+    assert bench(rect_root, tmp_path, "--agents", "oracle-box,empty", "--protocol", "t2s-compat",
+                 "--protocol-option", "empty_rule=skip", "--protocol-option", "comparator=>", "--no-tensorboard") == 0
+    for label, d in run_dirs(tmp_path).items():
+        cfg = yaml.safe_load((d / "run.yaml").read_text())
+        p = cfg["protocol"]
+        assert p["empty_rule"] == "skip" and p["comparator"] == ">"
+        assert p["prompt_geometry"] == "raw" and p["pr_denominator"] == "predicted"  # the preset's others
+        from t2s_env.metrics import protocol_fields
+
+        assert set(p) == {"name", *protocol_fields()}  # every field, resolved
+        assert read_metrics(d)["protocol"] == p
+        samples = read_samples(d)
+        assert read_metrics(d)["n"] == 6 and read_metrics(d)["gIoU"] == pytest.approx(
+            summarize_records(samples, harness.protocol_with_options(
+                "t2s-compat", {"empty_rule": "skip", "comparator": ">"}))["gIoU"])
+    assert {r.protocol for r in ResultsStore(tmp_path).runs()} == {"t2s-compat+comparator=>+empty_rule=skip"}
+
+
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (["--protocol-option", "colour=blue"], ["unknown --protocol-option 'colour'", "empty_rule", "comparator"]),
+        (["--protocol-option", "comparator=<"], ["comparator='<'", ">=, >"]),
+        (["--protocol-option", "empty_rule"], ["KEY=VALUE"]),
+        (["--protocol-option", "image_size=big"], ["image_size"]),
+        (["--agents", ""], ["--agents is empty", "oracle-box"]),
+        (["--agents", " , "], ["--agents is empty"]),
+        (["--segmenter", "grabcut", "--segmenter-option", "max_side=abc"], ["max_side=abc"]),
+    ],
+)
+def test_bad_protocol_and_option_values_are_one_line(disjoint_root, tmp_path, capsys, argv, needles):
+    out = tmp_path / "out"
+    assert cli("--dataset", "earthreason:val", "--root", str(disjoint_root), "--out", str(out), *QUIET, *argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("t2s: error:") and err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err
+    assert not (out / "runs").exists() or not any((out / "runs").iterdir())
+
+
+def test_empty_out_is_an_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli("--out", "", *QUIET) == 2
+    err = capsys.readouterr().err
+    assert "--out is empty" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # nothing written in the current folder
+
+
+def test_agents_yaml_error_is_one_line(tmp_path, capsys):
+    cfg = tmp_path / "agents.yaml"
+    cfg.write_text("agents:\n  - name: center-box\n   fraction: [0.3\n")
+    assert cli("--agent-config", str(cfg), "--out", str(tmp_path / "out"), *QUIET) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("t2s: error:") and err.count("\n") == 1 and str(cfg) in err and "line" in err
+
+
+# -- native and SegEarth frames ----------------------------------------------------------
+
+class FixedBoxAgent(OracleBoxAgent):
+    """Answers one box, [210, 420, 630, 840] in the 840 frame, and notes the frame size."""
+
+    name = "test-fixed-box"
+    seen: list = []
+
+    def act_batch(self, observations, infos):
+        from t2s_env.instructions import format_completion
+        from t2s_env.prompt import GeometricPrompt
+
+        type(self).seen.extend(o["image"].shape for o in observations)
+        return [format_completion([GeometricPrompt(box=(210, 420, 630, 840))]) for _ in observations]
+
+
+@pytest.fixture
+def fixed_box(monkeypatch):
+    monkeypatch.setitem(agents.REGISTRY, "test-fixed-box", "tests.test_harness:FixedBoxAgent")
+    monkeypatch.setattr(FixedBoxAgent, "seen", [])
+    return FixedBoxAgent
+
+
+def test_native_protocol_iou_on_a_non_square_image(fixed_box, tmp_path):
+    """A 400x200 image: the agent sees 840x840; its box [210, 420, 630, 840] maps back to
+    [100, 100, 300, 200] (x·400/840, y·200/840). GT [150, 50, 350, 150):
+    I = 150·50 = 7500, U = 20000 + 20000 - 7500 = 32500, IoU = 3/13 at the original size."""
+    root = tmp_path / "data"
+    mask = rectangle_mask(200, 400, [(150, 50, 350, 150)])
+    image = np.full((200, 400, 3), 90, np.uint8)
+    image[mask] = (200, 180, 60)
+    write_sample(root, "val", "wide", image, mask, questions=["q"], answer=["target"])
+    assert bench(root, tmp_path / "out", "--agents", "test-fixed-box", "--protocol", "native", "--no-tensorboard") == 0
+    (d,) = run_dirs(tmp_path / "out").values()
+    (s,) = read_samples(d)
+    assert (s["intersection"], s["union"]) == (7500, 32500)
+    assert s["iou"] == pytest.approx(3 / 13) and read_metrics(d)["gIoU"] == pytest.approx(3 / 13)
+    assert fixed_box.seen == [(840, 840, 3)]
+    assert s["prompts"] == [{"bbox_2d": [100, 100, 300, 200]}]
+    # the 840 frame counts pixels of the stretched frame instead: same box, other numbers
+    assert bench(root, tmp_path / "square", "--agents", "test-fixed-box", "--no-tensorboard") == 0
+    (sq,) = read_samples(next(iter(run_dirs(tmp_path / "square").values())))
+    assert sq["union"] != 32500 and sq["iou"] == pytest.approx(3 / 13, abs=0.02)
+
+
+def test_segearth_protocol_pads_the_long_side_to_1024(fixed_box, tmp_path):
+    """400x200 -> 1024x512 content padded to 1024x1024; the GT [150, 50, 350, 150) becomes
+    [384, 128, 896, 384) and the same box [210, 420, 630, 840] is scored in that frame:
+    I = (630-384)·(384-420 -> 0) = 0 (the box lies below the GT)."""
+    root = tmp_path / "data"
+    mask = rectangle_mask(200, 400, [(150, 50, 350, 150)])
+    image = np.full((200, 400, 3), 90, np.uint8)
+    write_sample(root, "val", "wide", image, mask, questions=["q"], answer=["target"])
+    assert bench(root, tmp_path / "out", "--agents", "test-fixed-box", "--protocol", "segearth-1024",
+                 "--no-tensorboard") == 0
+    (d,) = run_dirs(tmp_path / "out").values()
+    (s,) = read_samples(d)
+    assert fixed_box.seen == [(1024, 1024, 3)]
+    gt_area = (896 - 384) * (384 - 128)
+    box_area = (630 - 210) * (840 - 420)
+    assert (s["intersection"], s["union"]) == (0, gt_area + box_area)
+
+
+# -- leaderboard identity, partial runs, provenance, intervals --------------------------------
+
+def test_a_limited_run_never_replaces_the_full_row(disjoint_root, tmp_path, capsys):
+    from think2seg.benchmarks.leaderboard import collect
+
+    assert bench(disjoint_root, tmp_path, "--agents", "oracle-box", "--no-tensorboard") == 0
+    full = read_metrics(run_dirs(tmp_path)["oracle-box"])
+    assert bench(disjoint_root, tmp_path, "--agents", "oracle-box", "--limit", "3", "--no-tensorboard") == 0
+    rows = [e for e in collect(ResultsStore(tmp_path)) if e.source == "run"]
+    assert [(e.agent, e.n, e.giou) for e in rows] == [("oracle-box", 6, full["gIoU"])]
+    history = [e for e in collect(ResultsStore(tmp_path), all_runs=True) if e.source == "run"]
+    assert sorted((e.n, e.partial) for e in history) == [(3, True), (6, False)]
+    capsys.readouterr()
+    assert t2s_main(["leaderboard", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "1 partial run(s)" in captured.err and " 3 " not in captured.out.split("reported")[-1]
+    assert t2s_main(["leaderboard", "--out", str(tmp_path), "--history"]) == 0
+    assert "partial" in capsys.readouterr().out
+
+
+def test_rows_differing_in_anything_that_changes_numbers_are_kept_apart(disjoint_root, tmp_path):
+    from think2seg.benchmarks.leaderboard import collect
+
+    assert bench(disjoint_root, tmp_path, "--agents", "oracle-box", "--no-tensorboard") == 0
+    assert bench(disjoint_root, tmp_path, "--agents", "oracle-box", "--no-tensorboard",
+                 "--protocol-option", "comparator=>") == 0
+    assert bench(disjoint_root, tmp_path, "--agents", "oracle-box", "--no-tensorboard", "--prompt-variant", "bbox") == 0
+    assert bench(disjoint_root, tmp_path, "--agents", "oracle-box", "--no-tensorboard") == 0  # same as the first
+    rows = [e for e in collect(ResultsStore(tmp_path)) if e.source == "run"]
+    assert len(rows) == 3 and len({e.identity for e in rows}) == 3
+
+
+def test_run_yaml_records_provenance_and_metrics_carry_intervals(disjoint_root, tmp_path, capsys):
+    argv = ["--agents", "oracle-box,empty", "--no-tensorboard"]
+    assert bench(disjoint_root, tmp_path, *argv) == 0
+    runs = run_dirs(tmp_path)
+    cfg = yaml.safe_load((runs["oracle-box"] / "run.yaml").read_text())
+    data = cfg["fingerprints"]["data"]
+    assert data["n_files"] == 12 and data["method"] == "sha256 of files" and len(data["sha256"]) == 64
+    assert cfg["command"][:2] == ["t2s", "bench"] and "--agents" in cfg["command"]
+    assert {"think2seg", "torch", "numpy"} <= set(cfg["versions"]) and "commit" in cfg["git"]
+    assert cfg["identity"] and cfg["partial"] is False and cfg["n_available"] == 6
+    # a changed label file changes the data fingerprint
+    label = next((disjoint_root / "val" / "labels").iterdir())
+    original = label.read_bytes()
+    try:
+        label.write_bytes(original + b"\0")
+        from think2seg.benchmarks.provenance import _SHA_CACHE, dataset_fingerprint
+        from t2s_env.datasets import make_dataset
+
+        _SHA_CACHE.clear()
+        assert dataset_fingerprint(list(make_dataset("earthreason:val", root=str(disjoint_root))))["sha256"] != data["sha256"]
+    finally:
+        label.write_bytes(original)
+    m = read_metrics(runs["oracle-box"])
+    for key in ("gIoU", "cIoU", "Pr@0.5"):
+        lo, hi = m["intervals"][key]
+        assert lo <= m[key] <= hi
+    assert m["intervals"]["seed"] == 0 and m["intervals"]["n_boot"] == 1000
+    capsys.readouterr()
+    assert t2s_main(["leaderboard", "--out", str(tmp_path), "--fingerprints"]) == 0
+    out = capsys.readouterr().out
+    assert data["sha256"][:12] in out and cfg["identity"][:12] in out
+    assert t2s_main(["leaderboard", "--out", str(tmp_path), "--compare", runs["oracle-box"].name,
+                     runs["empty"].name]) == 0
+    out = capsys.readouterr().out
+    assert "A - B" in out and "gIoU" in out and "6 paired samples" in out
+
+
+def test_model_fingerprint_hashes_weights_or_names_the_hub_revision(tmp_path):
+    from think2seg.benchmarks.provenance import model_fingerprint
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    fp = model_fingerprint({"model": str(model)})
+    import hashlib
+
+    assert fp["source"] == "local" and fp["weights"]["model.safetensors"] == hashlib.sha256(b"weights").hexdigest()
+    assert fp["config_sha256"] == hashlib.sha256(b"{}").hexdigest()
+    (model / "model.safetensors").write_bytes(b"other weights")
+    assert model_fingerprint({"model": str(model)})["sha256"] != fp["sha256"]
+    assert model_fingerprint({"model": "Org/Model-7B", "revision": "abc123"}) == {
+        "source": "hub", "id": "Org/Model-7B", "revision": "abc123"}
+    assert model_fingerprint({"name": "oracle-box"}) is None
+
+
+def test_resume_refuses_options_that_change_the_numbers(scripted, disjoint_root, tmp_path, capsys):
+    scripted.kill_after_batches = 1
+    with pytest.raises(KeyboardInterrupt):
+        bench(disjoint_root, tmp_path, "--agents", "test-scripted", "--batch-size", "2", "--no-tensorboard")
+    (run_id,) = [d.name for d in (tmp_path / "runs").iterdir()]
+    scripted.kill_after_batches = None
+    capsys.readouterr()
+    assert cli("--out", str(tmp_path), "--resume", run_id, "--protocol", "t2s-compat", *QUIET) == 2
+    err = capsys.readouterr().err
+    assert "t2s-compat" in err and "strict" in err and err.count("\n") == 1
+    assert cli("--out", str(tmp_path), "--resume", run_id, "--seed", "3", *QUIET) == 2
+    assert cli("--out", str(tmp_path), "--resume", run_id, "--protocol", "strict", *QUIET) == 0  # the same: fine
+
+
+# -- failures: bad data, full disk, bad rows, a locked database -------------------------------
+
+def test_a_bench_stopped_by_bad_data_marks_its_run_failed(disjoint_root, tmp_path, capsys, monkeypatch):
+    """An image that turns out unreadable mid-run (e.g. truncated after `data check`)."""
+    from t2s_env.errors import DatasetError
+
+    real = harness.load_frames
+
+    def load_frames(sample, *args):
+        if sample.sample_id == "r03":
+            raise DatasetError(f"cannot read image {sample.image_path}: truncated; replace or remove the file")
+        return real(sample, *args)
+
+    monkeypatch.setattr(harness, "load_frames", load_frames)
+    assert cli("--dataset", "earthreason:val", "--root", str(disjoint_root), "--segmenter", "box",
+               "--out", str(tmp_path / "out"), "--agents", "oracle-box", "--batch-size", "2", *QUIET) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("t2s: error:") and "r03" in last and "--resume" in last
+    (d,) = (tmp_path / "out" / "runs").iterdir()
+    cfg = yaml.safe_load((d / "run.yaml").read_text())
+    assert cfg["status"] == "failed" and "r03" in cfg["error"]
+    assert [s["sample_id"] for s in read_samples(d)] == ["r00", "r01"]
+
+
+def test_disk_full_mid_run_is_one_line_that_keeps_the_resume_hint(disjoint_root, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from think2seg.benchmarks.rundir import RunDir
+
+    calls = {"n": 0}
+    original = RunDir.append
+
+    def append(self, records):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.samples_path))
+        return original(self, records)
+
+    monkeypatch.setattr(RunDir, "append", append)
+    out = tmp_path / "out"
+    assert cli("--dataset", "earthreason:val", "--root", str(disjoint_root), "--segmenter", "box", "--out", str(out),
+               "--agents", "oracle-box", "--batch-size", "2", *QUIET) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    (d,) = (out / "runs").iterdir()
+    assert last.startswith("t2s: error:") and "disk is full" in last and f"--resume {d.name}" in last
+    monkeypatch.setattr(RunDir, "append", original)
+    assert cli("--out", str(out), "--resume", d.name, *QUIET) == 0
+    assert read_metrics(d)["n"] == 6 and yaml.safe_load((d / "run.yaml").read_text())["status"] == "complete"
+
+
+def test_a_bad_leaderboard_row_is_skipped_with_a_warning(disjoint_root, tmp_path, capsys):
+    import sqlite3
+
+    assert bench(disjoint_root, tmp_path, "--agents", "oracle-box", "--no-tensorboard") == 0
+    with sqlite3.connect(tmp_path / "leaderboard.sqlite") as conn:
+        conn.execute("INSERT INTO runs (run_id, agent, segmenter, dataset, protocol, n, n_failed, config_json, "
+                     "metrics_json) VALUES ('broken-run', 'x', 'box', 'earthreason:val', 'strict', 'many', 0, '{', '{}')")
+    capsys.readouterr()
+    # the next bench's final print still works, and names the bad row
+    assert cli("--dataset", "earthreason:val", "--root", str(disjoint_root), "--segmenter", "box", "--out",
+               str(tmp_path), "--agents", "empty", "--no-progress", "--no-tensorboard") == 0
+    captured = capsys.readouterr()
+    assert "broken-run" in captured.err and "skipping" in captured.err
+    assert "oracle-box" in captured.out and "empty" in captured.out
+
+
+def test_a_locked_leaderboard_says_busy_retry(tmp_path, capsys):
+    import sqlite3
+
+    store = ResultsStore(tmp_path, timeout=0.2)
+    store.prepare()
+    holder = sqlite3.connect(store.db_path, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        from think2seg.benchmarks.results_store import ResultsError, RunRow
+
+        with pytest.raises(ResultsError) as info:
+            store.insert_run(RunRow("r", "a", "box", "earthreason:val", "strict", 1, 0, {}))
+        msg = str(info.value)
+        assert "busy" in msg and "retry" in msg and "move it away" not in msg
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
