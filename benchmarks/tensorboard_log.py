@@ -77,8 +77,31 @@ def write_run(
             writer._get_file_writer().add_summary(jpeg_image_summary("samples", grid), 0)
         if summary:
             writer.add_text("run", summary, 0)
+        # The HParams plugin's table: one row per run, its columns the run's settings and
+        # the metric scalars above, so runs compare side by side in TensorBoard too.
+        for proto in run_hparams(metrics):
+            writer._get_file_writer().add_summary(proto)
     finally:
         writer.close()
 
 
-__all__ = ["SCALARS", "TILE_SIZE", "make_tile", "write_run"]
+def run_hparams(metrics: Mapping[str, Any]) -> tuple:
+    """HParams summaries (experiment, session start, session end) of a run: agent,
+    dataset, segmenter, protocol and N as hyperparameters, the ``metrics/*`` scalars as
+    its metrics."""
+    from torch.utils.tensorboard.summary import hparams
+
+    protocol = metrics.get("protocol")
+    settings = {
+        "agent": metrics.get("agent"),
+        "dataset": metrics.get("dataset"),
+        "segmenter": metrics.get("segmenter"),
+        "protocol": protocol.get("name") if isinstance(protocol, Mapping) else protocol,
+        "n": metrics.get("n"),
+    }
+    settings = {k: v for k, v in settings.items() if isinstance(v, (str, int, float, bool)) and v is not None}
+    values = {f"metrics/{k}": float(metrics[k]) for k in SCALARS if isinstance(metrics.get(k), (int, float))}
+    return hparams(settings, values)
+
+
+__all__ = ["SCALARS", "TILE_SIZE", "make_tile", "run_hparams", "write_run"]

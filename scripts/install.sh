@@ -28,5 +28,13 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 # and its optional CUDA extension is skipped: it only serves hole-filling post-processing.
 SAM2_BUILD_CUDA=0 "${PIP[@]}" install --no-build-isolation "$SAM2_SPEC"
 "${PIP[@]}" install -e ".[all]"
+# A headless browser for the test that opens `t2s report`'s page (skipped without one).
+# Best effort: only through apt-get as root, and never fatal; T2S_NO_CHROMIUM=1 skips it.
+if [ -z "${T2S_NO_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 \
+   && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "[install] installing chromium (apt-get) for the report's browser test" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+    || echo "[install] could not install chromium; the report's browser test will be skipped" >&2
+fi
 echo "$want" > "$VENV/.t2s-install-stamp"
 echo "[install] done" >&2
