@@ -96,6 +96,7 @@ cases = {
     "polygon 5e8": [[10.0, 10.0, 5e8, 10.0, 12.0, 30.0, 10.0, 30.0]],
     "polygon nan": [[10.0, 10.0, float("nan"), 10.0, 12.0, 30.0, 10.0, 30.0]],
     "polygon -inf": [[10.0, 10.0, 12.0, float("-inf"), 12.0, 30.0, 10.0, 30.0]],
+    "polygon -1e9": [[10.0, 10.0, 12.0, 10.0, 12.0, -1e9, 10.0, 30.0]],
     "rle negative count": {"size": [32, 40], "counts": coco_rle_string([700, -20, 600])},
     "rle negative list": {"size": [32, 40], "counts": [-5, 1285]},
 }
@@ -130,18 +131,16 @@ def test_absurd_coordinates_and_counts_do_not_crash_the_process(tmp_path):
     assert len(errors) == len(results), proc.stderr
     for line in errors:
         assert "annotation id 15" in line and "Traceback" not in proc.stderr
+    assert sum("polygon coordinate" in line for line in errors) == 4
     for name, (strict, lenient, messages) in results.items():
         assert strict == 2, name
         assert lenient == 0, name
         assert any("skipped 1 ref" in m and "annotation id 15" in m for m in messages), (name, messages)
 
 
-@pytest.mark.parametrize("value", [5e8, float("nan"), float("inf"), -1e9])
-def test_polygon_coordinates_checked_before_pycocotools(value):
-    poly = [[10.0, 10.0, 12.0, 10.0, 12.0, value, 10.0, 30.0]]
-    with pytest.raises(ValueError, match="polygon coordinate 5"):
-        segmentation_to_rle(poly, H, W)
-    # vertices a little outside the frame are legitimate and clipped by the rasterizer
+def test_polygon_vertices_a_little_outside_the_frame_are_kept():
+    # (absurd ones are refused: the child process above; not here, where a regression
+    # would segfault the test session)
     rle = segmentation_to_rle([[-2.0, -2.0, 12.0, -2.0, 12.0, 40.0, -2.0, 40.0]], H, W)
     assert decode_rle(rle)[:, :12].all()
 
