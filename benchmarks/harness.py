@@ -48,7 +48,8 @@ from t2s_env import (
 )
 from t2s_env.datasets import parse_dataset_spec
 from t2s_env.frames import Frames, load_frames, map_answer
-from t2s_env.instructions import DEFAULT_VARIANT
+from t2s_env.coords import check_frame_match
+from t2s_env.instructions import DEFAULT_VARIANT, frame_variant
 from t2s_env.metrics import PROTOCOLS, bootstrap_intervals, per_sample_iou, protocol_fields, protocol_with_options
 from t2s_env.scoring import ScoreResult, completion_text
 from t2s_env.segmenters import SEGMENTERS, Segmenter
@@ -491,9 +492,9 @@ def execute(job: Job, store: ResultsStore, show_progress: bool = True) -> None:
     geometry = job.protocol.prompt_geometry
     scorers = (
         Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", encode_batch_size=job.batch_size,
-               prompt_geometry=geometry),
+               prompt_geometry=geometry, coord_frame=job.protocol.coord_frame),
         Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", keep_masks=True,
-               encode_batch_size=job.batch_size, prompt_geometry=geometry),
+               encode_batch_size=job.batch_size, prompt_geometry=geometry, coord_frame=job.protocol.coord_frame),
     )
     total = len(job.samples) * len(job.runs)
     started: list[Run] = []
@@ -600,7 +601,8 @@ def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str])
     for s in set(seg_specs.values()):
         check_segmenter_name(s)
     protocol = resolve_protocol(args)
-    variant = get_variant(args.prompt_variant or DEFAULT_VARIANT).name
+    # a relative coord_frame asks in its own wording (NAME@FRAME, t2s_env.instructions)
+    variant = frame_variant(get_variant(args.prompt_variant or DEFAULT_VARIANT), protocol.coord_frame).name
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
     seed = 0 if args.seed is None else args.seed
@@ -612,6 +614,11 @@ def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str])
     seg_options = parse_options(args.segmenter_option, "--segmenter-option")
     segmenters = {s: _make_segmenter(s, seg_options) for s in set(seg_specs.values())}
     built = [build_agent(spec, variant) for spec in specs]
+    for agent, _ in built:  # e.g. a Qwen3-VL (rel1000) scored as pixels would silently score 0
+        if getattr(agent, "coord_frame", None) is not None:
+            check_frame_match(agent.coord_frame, protocol.coord_frame, f"agent {agent.label}",
+                              f"pass --protocol-option coord_frame={agent.coord_frame}, or override with the "
+                              f"agent option coord_frame={protocol.coord_frame}")
 
     jobs = []
     for d in datasets:

@@ -10,7 +10,8 @@ from gymnasium import spaces
 
 from .datasets import Sample, make_dataset
 from .errors import ConfigError
-from .instructions import DEFAULT_VARIANT, PromptVariant, get_variant
+from .coords import DEFAULT_COORD_FRAME, get_coord_frame
+from .instructions import DEFAULT_VARIANT, PromptVariant, frame_variant, get_variant
 from .observation import DEFAULT_IMAGE_SIZE, FramedSample, load_framed, make_observation
 from .parser import MAX_COMPLETION_CHARS, ParserMode
 from .render import draw_overlay
@@ -76,6 +77,11 @@ class Think2SegEnv(gym.Env):
     - ``privileged``: put the GT mask in reset info (oracle agents).
     - ``seed``: the seed of the first ``reset`` when it is given none.
     - ``render_mode``: ``"rgb_array"`` or None.
+    - ``coord_frame``: units of the answer's coordinates: ``abs`` (pixels of the observed
+      image, default), ``rel1000`` (0–1000, Qwen3-VL/InternVL) or ``rel1`` (0–1); the
+      prompt variant becomes ``NAME@FRAME`` and prompts are converted to pixels
+      (:mod:`t2s_env.coords`); structured actions are read in that frame too.
+      ``info["coord_frame"]`` records it; ``info["prompts"]`` are pixels.
 
     Vector envs: ``SyncVectorEnv`` works as is. ``AsyncVectorEnv`` needs
     ``shared_memory=False``: with shared memory gymnasium returns stale Text observations.
@@ -103,6 +109,7 @@ class Think2SegEnv(gym.Env):
         seed: int | None = None,
         render_mode: str | None = None,
         strict: bool = True,
+        coord_frame: str = DEFAULT_COORD_FRAME,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
@@ -113,12 +120,17 @@ class Think2SegEnv(gym.Env):
         )
         if len(self.dataset) == 0:
             raise ConfigError(f"dataset {dataset_spec}:{split} has no samples")
-        self.variant = get_variant(prompt_variant)
+        self.coord_frame = get_coord_frame(coord_frame).name
+        # a relative frame asks in its own wording (NAME@FRAME) and parses in its units
+        self.variant = frame_variant(get_variant(prompt_variant), self.coord_frame)
         self.image_size = image_size
         self.privileged = privileged
         self.render_mode = render_mode
         self._first_seed = seed
-        self.scorer = Scorer(segmenter, self.variant, parser_mode, reward_weights, keep_masks=render_mode is not None)
+        self.scorer = Scorer(
+            segmenter, self.variant, parser_mode, reward_weights, keep_masks=render_mode is not None,
+            coord_frame=self.coord_frame,
+        )
         self.observation_space = spaces.Dict(
             {
                 "image": spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
@@ -152,6 +164,7 @@ class Think2SegEnv(gym.Env):
             index = int(self.np_random.integers(len(self.dataset)))
         self._framed = load_framed(self.dataset[index], self.image_size)
         self._obs, info = make_observation(self._framed, self.variant, self.privileged)
+        info["coord_frame"] = self.coord_frame
         self._result = None
         return self._obs, info
 
@@ -161,6 +174,7 @@ class Think2SegEnv(gym.Env):
         self._result = self.scorer.score(self._framed.image, self._framed.gt_mask, [action])[0]
         info = self._result.info()
         info["sample_id"] = self._framed.sample.sample_id
+        info["coord_frame"] = self.coord_frame
         # A fresh observation: users keep what reset returned and may modify either.
         obs = {"image": self._obs["image"].copy(), "question": self._obs["question"]}
         return obs, self._result.reward, True, False, info

@@ -90,14 +90,62 @@ VARIANTS: dict[str, PromptVariant] = {
 DEFAULT_VARIANT = "bbox+2pos"
 
 
+#: Side of the frame upstream's example coordinates are written in (SPEC §5's 840).
+_EXAMPLE_FRAME = 840
+#: The line a relative-frame variant adds after the instance description, per frame.
+_FRAME_LINES = {
+    "rel1000": "All coordinates are integers from 0 to 1000 on both axes: [0, 0] is the image's "
+    "top-left corner and [1000, 1000] its bottom-right corner.",
+    "rel1": "All coordinates are fractions of the image's width and height, from 0 to 1 with "
+    "three decimals: [0, 0] is the image's top-left corner and [1, 1] its bottom-right corner.",
+}
+
+
+def frame_variant(variant: "str | PromptVariant", coord_frame: str) -> PromptVariant:
+    """The variant asking for answers in ``coord_frame`` (t2s_env.coords). ``abs`` is
+    upstream's wording unchanged. Upstream has no string for a relative frame, so
+    ``NAME@rel1000`` / ``NAME@rel1`` are new variants: the same wording with one line
+    saying the frame and the example's coordinates converted from the 840 frame."""
+    import re
+
+    from .coords import get_coord_frame
+
+    v = get_variant(variant)
+    frame = get_coord_frame(coord_frame)
+    base, _, current = v.name.partition("@")
+    if (current or "abs") == frame.name:
+        return v
+    if current:
+        v = VARIANTS[base]
+    if frame.extent is None:
+        return v
+
+    def convert(m: "re.Match[str]") -> str:
+        value = int(m.group(0)) * frame.extent / _EXAMPLE_FRAME
+        return f"{value:.{frame.decimals}f}" if frame.decimals else str(int(round(value)))
+
+    return PromptVariant(
+        f"{base}@{frame.name}", v.use_box, v.n_positive, v.n_negative,
+        v.body + "\n" + _FRAME_LINES[frame.name],
+        re.sub(r"(?<![\w.])\d+(?![\w.])", convert, v.example),
+    )
+
+
 def get_variant(variant: str | PromptVariant) -> PromptVariant:
+    """A variant by name; ``NAME@FRAME`` (e.g. ``bbox+2pos@rel1000``) is NAME asking for
+    answers in a relative coordinate frame (:func:`frame_variant`)."""
     if isinstance(variant, PromptVariant):
         return variant
+    if isinstance(variant, str) and "@" in variant:
+        base, _, frame = variant.partition("@")
+        if base in VARIANTS and frame in _FRAME_LINES:
+            return frame_variant(base, frame)
     try:
         return VARIANTS[variant]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ConfigError(
-            f"unknown prompt_variant {variant!r}; choose one of: {', '.join(VARIANTS)}"
+            f"unknown prompt_variant {variant!r}; choose one of: {', '.join(VARIANTS)} "
+            f"(optionally @{' or @'.join(_FRAME_LINES)})"
         ) from None
 
 

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from .coords import COORD_FRAMES
 from .errors import ConfigError
 
 EMPTY_RULES = ("t2s", "one", "zero", "skip")
@@ -45,6 +46,7 @@ _CHOICES: dict[str, tuple | None] = {
     "resize": RESIZES,
     "iou_frame": IOU_FRAMES,
     "question": QUESTIONS,
+    "coord_frame": tuple(COORD_FRAMES),
 }
 MAX_IMAGE_SIZE = 4096
 
@@ -71,6 +73,8 @@ class MetricProtocol:
     - ``iou_frame``: the segmenter and the IoU work in the ``agent`` frame, or at the
       ``original`` size (the agent's prompts are mapped back).
     - ``question``: which question of an image is asked (``first``, ``random``, ``all``).
+    - ``coord_frame``: the units answers are written in (``abs`` pixels of the agent's
+      frame, ``rel1000``, ``rel1``; t2s_env.coords), converted to pixels when parsed.
     """
 
     name: str = "strict"
@@ -84,6 +88,7 @@ class MetricProtocol:
     resize: str = "square"
     iou_frame: str = "agent"
     question: str = "first"
+    coord_frame: str = "abs"
 
     def __post_init__(self) -> None:
         for key, valid in _CHOICES.items():
