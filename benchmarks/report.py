@@ -317,7 +317,7 @@ class Renderer:
         return self.scorers[key]
 
     def agent_view(self, sample: Any, protocol: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        size = protocol.get("image_size")
+        size = protocol.get("image_size") or 840  # schema-1 runs wrote None for the native frame
         key = (sample.sample_id, str(sample.image_path), size, protocol.get("resize", "square"))
         if key not in self.frames:
             try:
@@ -349,8 +349,11 @@ class Renderer:
         if isinstance(scorer, str):
             note = scorer + "; prompts only"
         else:
-            result = scorer.score(image, gt, [record.get("completion") or ""])[0]
-            mask, prompts = result.mask, result.prompts
+            try:
+                result = scorer.score(image, gt, [record.get("completion") or ""])[0]
+                mask, prompts = result.mask, result.prompts
+            except Exception as exc:  # noqa: BLE001 - one sample must not cost the whole page
+                note = f"re-segmenting failed ({type(exc).__name__}: {exc}); prompts only"
         import cv2
 
         overlay = draw_overlay(image, pred_mask=mask, gt_mask=gt, prompts=prompts, empty_gt=False)

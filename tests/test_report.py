@@ -173,3 +173,18 @@ def test_tensorboard_run_has_the_hparams_table(tmp_path):
     tags = {m.name.tag for m in experiment.metric_infos}
     assert tags == {"metrics/gIoU", "metrics/cIoU", "metrics/Pr@0.5"}
     assert tags <= set(events.Tags()["scalars"])  # the table's metric columns read these scalars
+
+
+def test_page_without_the_data_says_so_instead_of_failing(tmp_path):
+    """The dataset moved away since the run: the page still has the numbers and plots, and
+    says why the gallery has no overlays."""
+    generate(tmp_path / "data", n=3, seed=5, splits=["val"], progress=False)
+    out = tmp_path / "results"
+    assert harness.main(["--dataset", "earthreason:val", "--root", str(tmp_path / "data"), "--segmenter", "box",
+                         "--agents", "oracle-box", "--out", str(out), "--no-progress", "--no-leaderboard",
+                         "--no-tensorboard"]) == 0
+    shutil.rmtree(tmp_path / "data")
+    done = write_report(out, tmp_path / "r.html", gallery=1)
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert done["runs"] == 1 and "cannot be read here" in text and "no overlay" in text
+    assert [k for k, _ in images_of(text)] == ["png", "png"]  # curves and histograms; no categories
