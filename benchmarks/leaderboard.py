@@ -96,7 +96,8 @@ def entry_from_run(row: RunRow) -> Entry:
     return Entry(row.agent, row.segmenter, row.dataset, row.protocol, row.n, m.get("gIoU"), m.get("cIoU"),
                  m.get("Pr@0.5"), m.get("N-Acc"), "run", row.run_id, row.finished_at or "",
                  identity=row.identity or _legacy_identity(row),
-                 partial=bool(row.partial or row.config.get("limit")),
+                 # rows from before identities: a --limit run may have been cut short
+                 partial=bool(row.partial) if row.identity else bool(row.config.get("limit")),
                  intervals=dict(row.extra.get("intervals") or {}),
                  fingerprints=dict(row.extra.get("fingerprints") or {}))
 

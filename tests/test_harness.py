@@ -746,3 +746,26 @@ def test_a_locked_leaderboard_says_busy_retry(tmp_path, capsys):
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_prompt_geometry_of_the_protocol_reaches_the_scorer(fixed_box, tmp_path, monkeypatch):
+    """t2s-compat passes prompts as written (upstream: unclipped, corners in the order
+    written); strict clips them to the frame and orders the corners."""
+    from t2s_env.instructions import format_completion
+    from t2s_env.prompt import GeometricPrompt
+
+    def act_batch(self, observations, infos):
+        return [format_completion([GeometricPrompt(box=(900, 500, -20, 100))]) for _ in observations]
+
+    monkeypatch.setattr(FixedBoxAgent, "act_batch", act_batch)
+    root = tmp_path / "data"
+    write_sample(root, "val", "s0", np.full((840, 840, 3), 90, np.uint8), rectangle_mask(840, 840, [(10, 10, 50, 50)]),
+                 questions=["q"], answer=["target"])
+    boxes = {}
+    for protocol in ("strict", "t2s-compat"):
+        assert bench(root, tmp_path / protocol, "--agents", "test-fixed-box", "--protocol", protocol,
+                     "--no-tensorboard") == 0
+        (s,) = read_samples(next(iter(run_dirs(tmp_path / protocol).values())))
+        boxes[protocol] = s["prompts"][0]["bbox_2d"]
+    assert boxes["t2s-compat"] == [900, 500, -20, 100]
+    assert boxes["strict"] == [0, 100, 840, 500]
