@@ -103,3 +103,41 @@ def test_reinserting_a_run_replaces_it(store):
     store.insert_run(row("r3", "empty", 0.2))
     assert [r.metrics["gIoU"] for r in store.runs() if r.run_id == "r3"] == [0.2]
     assert "20.00" in render_leaderboard(store, fmt="table")
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--compare", "no-such-run", "other"], "no run 'no-such-run'"),
+        (["--compare", "a", "b", "--bootstrap", "0"], "--bootstrap must be at least 1"),
+        (["--out", ""], "--out is empty"),
+    ],
+)
+def test_bad_leaderboard_options_are_one_line(store, capsys, argv, needle):
+    args = argv if argv[:1] == ["--out"] else ["--out", str(store.out), *argv]
+    assert leaderboard(*args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("t2s: error:") and err.count("\n") == 1 and needle in err
+
+
+def test_a_schema_1_database_is_read_and_upgraded_in_place(tmp_path):
+    """Leaderboards written before identities keep working: read as they are, upgraded on
+    the next write."""
+    db = tmp_path / "leaderboard.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(
+            "CREATE TABLE runs (run_id TEXT PRIMARY KEY, agent TEXT NOT NULL, segmenter TEXT NOT NULL, "
+            "dataset TEXT NOT NULL, protocol TEXT NOT NULL, n INTEGER NOT NULL, n_failed INTEGER NOT NULL, "
+            "giou REAL, ciou REAL, pr50 REAL, pr60 REAL, pr70 REAL, pr80 REAL, pr90 REAL, nacc REAL, "
+            "mean_reward REAL, created_at TEXT, finished_at TEXT, git_commit TEXT, config_json TEXT NOT NULL, "
+            "metrics_json TEXT NOT NULL);"
+            "INSERT INTO runs VALUES ('old', 'oracle-box', 'grabcut', 'synthetic:val', 'strict', 40, 0, 0.8, 0.5, "
+            "0.85, 0.8, 0.7, 0.6, 0.5, 1.0, 2.9, 't0', '2026-01-01', 'abc', '{\"limit\": null}', '{}');"
+            "PRAGMA user_version = 1;")
+    s = ResultsStore(tmp_path)
+    (old,) = s.runs()
+    assert old.run_id == "old" and old.identity is None and not old.partial
+    s.insert_run(row("new", "empty", 0.1))
+    assert {r.run_id for r in s.runs()} == {"old", "new"}
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
