@@ -21,7 +21,7 @@ from typing import Sequence
 from ..errors import DatasetError
 from ..progress import progress_iter
 from .base import QUESTION_CHOICES, SPLITS, DatasetWarning, SampleDataset, list_folder, require_folder
-from .sample import Sample, image_size, open_data_file
+from .sample import Sample, decoded_shape, image_size, open_data_file, read_rgb
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 #: a QA file is a few hundred bytes; one this large is not a QA file (and is not read whole)
@@ -217,7 +217,9 @@ def check_dataset(dataset: Sequence[Sample], strict: bool = True, progress: bool
         try:
             if s.image_path not in image_shapes:
                 try:
-                    image_shapes[s.image_path] = s.load_image().shape[:2]
+                    image_shapes[s.image_path] = (
+                        decoded_shape(s.image_path) if s.image_reader is read_rgb else s.load_image().shape[:2]
+                    )
                 except DatasetError as exc:
                     image_shapes[s.image_path] = exc
             shape = image_shapes[s.image_path]

@@ -135,6 +135,12 @@ def read_rgb(path: Path) -> np.ndarray:
     return _decode(path, "image", _to_rgb)
 
 
+def decoded_shape(path: Path) -> tuple[int, int]:
+    """(height, width) of an image after a full decode, without converting its pixels: what
+    ``data check`` needs to prove :func:`read_rgb` will succeed."""
+    return _decode(path, "image", lambda im: (im.height, im.width))
+
+
 def read_binary_mask(path: Path) -> np.ndarray:
     """A single-channel mask file as (H, W) bool, foreground = pixel > 0 (channel 0 if RGB)."""
     return _decode(path, "mask", _to_mask)
