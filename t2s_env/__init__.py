@@ -27,6 +27,7 @@ from .render import draw_overlay
 from .reward import RewardWeights, reward_components, total_reward
 from .scoring import Scorer, ScoreResult, make_reward_functions
 from .segmenters import Segmenter, make_segmenter
+from .vector import make_vec
 
 __version__ = "0.1.0"
 
@@ -88,6 +89,7 @@ __all__ = [
     "make_observation",
     "make_reward_functions",
     "make_segmenter",
+    "make_vec",
     "parse_completion",
     "reward_components",
     "summarize",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
+from collections import OrderedDict
 from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
@@ -24,6 +27,71 @@ from .segmenters import Segmenter
 #: dataset question and any completion an LVLM writes lies in the space.
 CHARSET = frozenset(c for c in map(chr, range(0x20, 0xD800)) if c.isprintable()) | {"\n", "\t"}
 MAX_QUESTION_LENGTH = 2048
+#: Largest protocol frame side: a 4096² frame is already 50 MB per image and its mask.
+MAX_IMAGE_SIZE = 4096
+#: Default bound of each env's cache of framed samples (image + mask in the frame).
+DEFAULT_FRAME_CACHE_MB = 256
+
+
+class ProtocolText(spaces.Text):
+    """``spaces.Text`` over :data:`CHARSET` whose repr stays short: gymnasium's lists all
+    ~54,000 characters, so ``print(env.observation_space)`` wrote 54 kB."""
+
+    def __repr__(self) -> str:
+        return f"Text({self.min_length}, {self.max_length}, charset=<{len(self.character_set)} printable BMP chars + \\n \\t>)"
+
+
+class FrameCache:
+    """Framed samples by dataset index, least recently used evicted beyond ``max_bytes``.
+
+    A reset spent ~75% of its time decoding and resizing to the frame; one-step episodes
+    revisit the same images, so the framed arrays are kept (never handed out themselves)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max(0, int(max_bytes))
+        self.nbytes = 0
+        self._items: OrderedDict[int, FramedSample] = OrderedDict()
+
+    def get(self, index: int) -> FramedSample | None:
+        framed = self._items.get(index)
+        if framed is not None:
+            self._items.move_to_end(index)
+        return framed
+
+    def put(self, index: int, framed: FramedSample) -> None:
+        size = framed.image.nbytes + framed.gt_mask.nbytes
+        if size > self.max_bytes:
+            return
+        self._items[index] = framed
+        self.nbytes += size
+        while self.nbytes > self.max_bytes:
+            _, old = self._items.popitem(last=False)
+            self.nbytes -= old.image.nbytes + old.gt_mask.nbytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _shared_memory_async_worker_env() -> Any:
+    """The outermost env of the gymnasium AsyncVectorEnv worker we run in, when that worker
+    passes observations through shared memory; else None. (Found on the call stack: the
+    worker function holds ``shared_memory`` and ``env`` as locals.)"""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "_async_worker" and "gymnasium" in frame.f_code.co_filename:
+            return frame.f_locals.get("env") if frame.f_locals.get("shared_memory") else None
+        frame = frame.f_back
+    return None
+
+
+def _has_text(space: spaces.Space) -> bool:
+    if isinstance(space, spaces.Text):
+        return True
+    if isinstance(space, spaces.Dict):
+        return any(_has_text(s) for s in space.spaces.values())
+    if isinstance(space, spaces.Tuple):
+        return any(_has_text(s) for s in space.spaces)
+    return False
 
 
 class Think2SegEnv(gym.Env):
@@ -77,14 +145,20 @@ class Think2SegEnv(gym.Env):
     - ``privileged``: put the GT mask in reset info (oracle agents).
     - ``seed``: the seed of the first ``reset`` when it is given none.
     - ``render_mode``: ``"rgb_array"`` or None.
+
+    - ``frame_cache_mb``: bound of the cache of framed samples (default 256; 0 disables).
     - ``coord_frame``: units of the answer's coordinates: ``abs`` (pixels of the observed
       image, default), ``rel1000`` (0–1000, Qwen3-VL/InternVL) or ``rel1`` (0–1); the
       prompt variant becomes ``NAME@FRAME`` and prompts are converted to pixels
       (:mod:`t2s_env.coords`); structured actions are read in that frame too.
       ``info["coord_frame"]`` records it; ``info["prompts"]`` are pixels.
 
-    Vector envs: ``SyncVectorEnv`` works as is. ``AsyncVectorEnv`` needs
-    ``shared_memory=False``: with shared memory gymnasium returns stale Text observations.
+    ``reset`` and ``step`` return new copies of the cached frame (gymnasium's contract).
+
+    Vector envs: use :func:`t2s_env.make_vec` (same-step autoreset, so every ``step``
+    scores every action; async without shared memory, in a fork-safe context). An
+    ``AsyncVectorEnv`` with gymnasium's default ``shared_memory=True`` returns stale Text
+    observations: the env warns when it finds itself in such a worker.
 
     ## Version History
     - v0: Think2Seg-RS protocol (840 square frame, upstream strings and reward).
@@ -109,12 +183,15 @@ class Think2SegEnv(gym.Env):
         seed: int | None = None,
         render_mode: str | None = None,
         strict: bool = True,
+        frame_cache_mb: float = DEFAULT_FRAME_CACHE_MB,
         coord_frame: str = DEFAULT_COORD_FRAME,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        if not isinstance(image_size, int) or image_size < 16:
-            raise ConfigError(f"image_size must be an integer >= 16, got {image_size!r}")
+        if not isinstance(image_size, int) or isinstance(image_size, bool) or not 16 <= image_size <= MAX_IMAGE_SIZE:
+            raise ConfigError(f"image_size must be an integer in [16, {MAX_IMAGE_SIZE}], got {image_size!r}")
+        if not isinstance(frame_cache_mb, (int, float)) or isinstance(frame_cache_mb, bool) or not frame_cache_mb >= 0:
+            raise ConfigError(f"frame_cache_mb must be a number >= 0, got {frame_cache_mb!r}")
         self.dataset = dataset if dataset is not None else make_dataset(
             f"{dataset_spec}:{split}", root=root, question=question, seed=seed or 0, strict=strict
         )
@@ -134,10 +211,12 @@ class Think2SegEnv(gym.Env):
         self.observation_space = spaces.Dict(
             {
                 "image": spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
-                "question": spaces.Text(MAX_QUESTION_LENGTH, min_length=0, charset=CHARSET),
+                "question": ProtocolText(MAX_QUESTION_LENGTH, min_length=0, charset=CHARSET),
             }
         )
-        self.action_space = spaces.Text(MAX_COMPLETION_CHARS, min_length=0, charset=CHARSET)
+        self.action_space = ProtocolText(MAX_COMPLETION_CHARS, min_length=0, charset=CHARSET)
+        self.frame_cache = FrameCache(int(frame_cache_mb * 2**20))
+        self._checked_worker = False
         self._framed: FramedSample | None = None
         self._obs: dict[str, Any] | None = None
         self._result: ScoreResult | None = None
@@ -162,8 +241,19 @@ class Think2SegEnv(gym.Env):
                 raise ConfigError(f"index {index} is outside 0..{len(self.dataset) - 1}")
         else:
             index = int(self.np_random.integers(len(self.dataset)))
-        self._framed = load_framed(self.dataset[index], self.image_size)
+        if not self._checked_worker:
+            self._checked_worker = True
+            self._warn_if_shared_memory_worker()
+        framed = self.frame_cache.get(index)
+        if framed is None:
+            framed = load_framed(self.dataset[index], self.image_size)
+            self.frame_cache.put(index, framed)
+        self._framed = framed
         self._obs, info = make_observation(self._framed, self.variant, self.privileged)
+        # Gymnasium's contract: every call returns new data (the cache keeps the original).
+        self._obs["image"] = framed.image.copy()
+        if self.privileged:
+            info["gt_mask"] = framed.gt_mask.copy()
         info["coord_frame"] = self.coord_frame
         self._result = None
         return self._obs, info
@@ -175,9 +265,23 @@ class Think2SegEnv(gym.Env):
         info = self._result.info()
         info["sample_id"] = self._framed.sample.sample_id
         info["coord_frame"] = self.coord_frame
-        # A fresh observation: users keep what reset returned and may modify either.
-        obs = {"image": self._obs["image"].copy(), "question": self._obs["question"]}
+        # A new array on every call, as gymnasium 1.4 requires (check_env's
+        # check_returned_data_not_reused): users keep what reset and step return. A read-only
+        # view of the cached frame would share memory with the previous step's (0.1 ms saved
+        # at 840², 3 µs at the RL frame of 128²).
+        obs = {"image": self._framed.image.copy(), "question": self._obs["question"]}
         return obs, self._result.reward, True, False, info
+
+    def _warn_if_shared_memory_worker(self) -> None:
+        env = _shared_memory_async_worker_env()
+        if env is not None and _has_text(getattr(env, "observation_space", spaces.Box(0, 1))):
+            warnings.warn(
+                "Think2SegEnv runs in a gymnasium AsyncVectorEnv with shared_memory=True: its Text "
+                "observations (the question) come back stale. Use t2s_env.make_vec(..., "
+                "vectorization_mode='async') or AsyncVectorEnv(..., shared_memory=False).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array" or self._framed is None:

@@ -358,3 +358,44 @@ def test_empty_gt_is_decided_after_resize(tmp_path):
     assert not info["gt_mask"].any()
     _, reward, _, _, info = env.step("<think>x</think><answer>```json[]```</answer>")
     assert info["gt_empty"] and reward == pytest.approx(4.0)
+
+
+# -- frame cache, bounds, repr --------------------------------------------------------------
+
+
+def test_frame_cache_gives_identical_outputs_and_stays_bounded(rect_data):
+    root, rects = rect_data
+    cached, uncached = make_env(root, privileged=True), make_env(root, privileged=True, frame_cache_mb=0)
+    action = completion_for([(100, 100, 400, 400)])
+    for seed in [0, 1, 2, 0, 1, 2, 3, 3]:
+        (o1, i1), (o2, i2) = cached.reset(seed=seed), uncached.reset(seed=seed)
+        np.testing.assert_array_equal(o1["image"], o2["image"])
+        np.testing.assert_array_equal(i1["gt_mask"], i2["gt_mask"])
+        s1, s2 = cached.step(action), uncached.step(action)
+        np.testing.assert_array_equal(s1[0]["image"], s2[0]["image"])
+        assert s1[1:4] == s2[1:4] and s1[4]["iou"] == s2[4]["iou"]
+        # what the user gets is new memory on every call (gymnasium's contract)
+        assert not np.shares_memory(o1["image"], s1[0]["image"])
+        assert not np.shares_memory(o1["image"], cached.frame_cache.get(cached._index[i1["sample_id"]]).image)
+    assert len(uncached.frame_cache) == 0 and 1 <= len(cached.frame_cache) <= len(cached.dataset)
+    per_frame = 840 * 840 * 3 + 840 * 840
+    small = make_env(root, frame_cache_mb=2.5 * per_frame / 2**20)
+    for i in range(len(small.dataset)):
+        small.reset(options={"index": i})
+    assert len(small.frame_cache) == 2 and small.frame_cache.nbytes <= small.frame_cache.max_bytes
+    with pytest.raises(ConfigError, match="frame_cache_mb"):
+        make_env(root, frame_cache_mb=-1)
+
+
+def test_image_size_has_an_upper_bound(rect_data):
+    for bad in (5000, 8, True, 840.0):
+        with pytest.raises(ConfigError, match=r"image_size must be an integer in \[16, 4096\]"):
+            make_env(rect_data[0], image_size=bad)
+
+
+def test_observation_space_prints_short(rect_data):
+    env = make_env(rect_data[0])
+    text = repr(env.observation_space) + str(env.action_space)
+    assert len(text) < 400, len(text)
+    assert "Text(0, 2048" in text and "printable" in text
+    assert env.observation_space["question"].contains("Où sont les navires? (“dry docks” – 100 m…)")
