@@ -142,8 +142,10 @@ def signed_box_area(box: Sequence[float]) -> float:
 
 
 #: Up to this many boxes, duplicate removal runs in plain Python (numpy's per-call
-#: overhead dominated the parser on the usual 1–3 boxes).
-_SMALL_NMS = 32
+#: overhead dominated the parser on the usual 1–3 boxes); up to _MATRIX_NMS, on one
+#: pairwise IoU matrix (≤ 2 MB); beyond, one row at a time (O(N) memory).
+_SMALL_NMS = 20
+_MATRIX_NMS = 512
 
 
 def deduplicate(
@@ -169,6 +171,8 @@ def deduplicate(
     ranks = sorted(range(len(boxed)), key=neg_areas.__getitem__)  # sorted() is stable
     if len(ranks) <= _SMALL_NMS:
         dropped = _suppressed_small([boxes[r] for r in ranks], [-neg_areas[r] for r in ranks], iou_threshold)
+    elif len(ranks) <= _MATRIX_NMS:
+        dropped = _suppressed_matrix([boxes[r] for r in ranks], signed_area, iou_threshold)
     else:
         dropped = _suppressed_numpy([boxes[r] for r in ranks], signed_area, iou_threshold)
     if not dropped:
@@ -198,6 +202,25 @@ def _suppressed_small(boxes: list, areas: list, iou_threshold: float) -> list[in
             if union > 0 and inter / union > iou_threshold:
                 alive[r] = False
     return [k for k in range(n) if not alive[k]]
+
+
+def _suppressed_matrix(boxes: list, signed_area: bool, iou_threshold: float) -> list[int]:
+    """:func:`_suppressed_numpy` with every pair's IoU computed at once (the same
+    element-wise operations, so the same decisions)."""
+    b = np.array(boxes, dtype=np.float64)
+    dw, dh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        area = dw * dh if signed_area else np.clip(dw, 0, None) * np.clip(dh, 0, None)
+        w = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
+        h = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
+        inter = w * h
+        union = area[:, None] + area[None, :] - inter
+        over = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0) > iou_threshold
+    alive = np.ones(len(b), dtype=bool)
+    for a in np.flatnonzero(over.any(1)).tolist():  # only boxes that overlap some other
+        if alive[a]:
+            alive[a + 1 :] &= ~over[a, a + 1 :]
+    return np.flatnonzero(~alive).tolist()
 
 
 def _suppressed_numpy(boxes: list, signed_area: bool, iou_threshold: float) -> list[int]:

@@ -64,9 +64,28 @@ class BoxSegmenter(Segmenter):
         r0, r1 = _window(y - r - 1.0, y + r + 1.0, h)
         if c0 >= c1 or r0 >= r1:
             return
+        if x.is_integer() and y.is_integer() and abs(x) < 2**40 and abs(y) < 2**40:
+            # Integer centre: every centre offset c + 0.5 - x is exact, so the disc is one
+            # stencil shifted (computed once per segmenter).
+            stencil, k = self._stencil()
+            xi, yi = int(x), int(y)
+            frame[r0:r1, c0:c1] |= stencil[r0 - yi + k : r1 - yi + k, c0 - xi + k : c1 - xi + k]
+            return
         cols = np.arange(c0, c1, dtype=np.float64) + 0.5
         rows = np.arange(r0, r1, dtype=np.float64) + 0.5
         frame[r0:r1, c0:c1] |= ((cols[None, :] - x) ** 2 + (rows[:, None] - y) ** 2) <= r * r
+
+    def _stencil(self) -> tuple[np.ndarray, int]:
+        """The disc around an integer point (0, 0) on offsets -k … k-1 (+ margin): cell
+        (k + dy, k + dx) is pixel (x + dx, y + dy)."""
+        cached = getattr(self, "_stencil_cache", None)
+        if cached is None:
+            r = self.point_radius
+            k = int(math.ceil(r)) + 3
+            d = np.arange(-k, k + 1, dtype=np.float64) + 0.5
+            cached = ((d[None, :]) ** 2 + (d[:, None]) ** 2 <= r * r, k)
+            self._stencil_cache = cached
+        return cached
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "point_radius": self.point_radius}
