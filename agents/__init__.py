@@ -38,6 +38,7 @@ REGISTRY: dict[str, str] = {
     "oracle-points": "think2seg.agents.oracles:OraclePointsAgent",
     "oracle-box+points": "think2seg.agents.oracles:OracleBoxPointsAgent",
     "qwen": "think2seg.agents.qwen:QwenPrompter",
+    "hf-vlm": "think2seg.agents.hf_vlm:HFVLMPrompter",
     "rl": "think2seg.agents.rl:RLPolicyAgent",
 }
 BASELINES = ("full-image", "center-box", "random-box", "empty")

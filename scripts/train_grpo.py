@@ -70,7 +70,9 @@ from t2s_env import (
     make_reward_functions,
 )
 from t2s_env.datasets import EarthReasonDataset, seeded_choice
+from t2s_env.coords import check_frame_match, get_coord_frame
 from t2s_env.errors import CheckpointError
+from t2s_env.instructions import frame_variant
 from think2seg.scripts.config import parse_config, save_resolved_config
 
 DEFAULT_LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -102,7 +104,14 @@ class ScriptArguments:
     segmenter: str = "sam2:small"
     segmenter_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "e.g. {checkpoint: PATH}"})
     prompt_variant: str = "bbox+2pos"
+    coord_frame: str | None = field(default=None, metadata={
+        "help": "frame of the answers (abs, rel1000, rel1); default the model family's"})
+    allow_frame_mismatch: bool = field(default=False, metadata={
+        "help": "train in coord_frame even where it contradicts the model family's frame"})
     # -- model extras ----------------------------------------------------------------------
+    family: str | None = field(default=None, metadata={
+        "help": "qwen2_5_vl, qwen3_vl, internvl or llava: checked against the checkpoint; what tiny:DIR "
+                "builds (into DIR-<family> when DIR holds another family)"})
     processor: str | None = field(default=None, metadata={"help": "when the model folder lacks one"})
     freeze_vision: bool = False
     # -- logging and threads -----------------------------------------------------------------
@@ -212,6 +221,12 @@ def check_config(script: ScriptArguments, training: Any, model: Any) -> int:
     if script.torch_threads is not None and script.torch_threads < 1:
         raise ConfigError(f"torch_threads must be >= 1 or null, got {script.torch_threads}")
     get_variant(script.prompt_variant)
+    if script.family is not None:
+        from think2seg.agents.hf_vlm.families import get_family
+
+        get_family(script.family)
+    if script.coord_frame is not None:
+        get_coord_frame(script.coord_frame)
     return int(epochs)
 
 
@@ -350,11 +365,13 @@ def resolve_model_path(cfg: Config) -> str:
     if name.startswith("tiny:"):
         from accelerate import PartialState
 
-        from think2seg.agents.qwen.tiny import build_tiny_qwen
+        from think2seg.agents.hf_vlm.tiny import build_tiny, tiny_dir_for
 
+        family = cfg.script.family or "qwen2_5_vl"
         path = os.path.expanduser(name[len("tiny:") :] or os.path.join(cfg.training.output_dir, "tiny-qwen"))
+        path = str(tiny_dir_for(family, path))  # DIR, or DIR-<family> when DIR holds another family
         with PartialState().main_process_first():
-            build_tiny_qwen(path, image_size=cfg.script.image_size)
+            build_tiny(family, path, image_size=cfg.script.image_size)
         return path
     from think2seg.agents.qwen.loading import _is_local
 
@@ -394,12 +411,14 @@ def resolve_hub_model(repo_id: str, revision: str | None = None) -> str:
 def load_policy(path: str, cfg: Config) -> Any:
     import torch
 
-    from think2seg.agents.qwen.loading import load_model
+    from think2seg.agents.hf_vlm.loading import load_model
 
     dtype = cfg.model.dtype if cfg.model.dtype in (None, "auto") else getattr(torch, cfg.model.dtype)
     model = load_model(path, dtype=dtype, attn_implementation=cfg.model.attn_implementation)
     if cfg.script.freeze_vision:
-        visual = getattr(getattr(model, "model", model), "visual", None) or getattr(model, "visual", None)
+        inner = getattr(model, "model", model)  # Qwen: visual; InternVL, LLaVA: vision_tower
+        visual = next((v for v in (getattr(inner, "visual", None), getattr(inner, "vision_tower", None),
+                                   getattr(model, "visual", None)) if v is not None), None)
         if visual is None:
             raise CheckpointError(f"{path}: cannot find the vision tower to freeze")
         for p in visual.parameters():
@@ -511,7 +530,8 @@ def build_rewards(cfg: Config, data: TrainData, monitor: RewardMonitor) -> tuple
     from t2s_env import make_segmenter
 
     segmenter = make_segmenter(cfg.script.segmenter, **options)
-    scorer = Scorer(segmenter, cfg.script.prompt_variant, parser_mode="strict", reward_weights=RewardWeights(*cfg.training.reward_weights))
+    scorer = Scorer(segmenter, cfg.script.prompt_variant, parser_mode="strict", reward_weights=RewardWeights(*cfg.training.reward_weights),
+                    coord_frame=cfg.script.coord_frame or "abs")
     funcs = make_reward_functions(scorer, gt_mask_lookup=data.gt_mask, on_scores=monitor)
     funcs[0] = monitor.wrap(funcs[0])
     return funcs, scorer
@@ -533,7 +553,7 @@ class T2SCallback(_trainer_callback_base()):  # type: ignore[misc]
         self.cfg = cfg
         self.monitor = monitor
         self.val = val
-        self.val_scorer = Scorer(scorer.segmenter, cfg.script.prompt_variant, parser_mode="lenient",
+        self.val_scorer = Scorer(scorer.segmenter, cfg.script.prompt_variant, parser_mode="lenient", coord_frame=scorer.coord_frame,
                                  reward_weights=RewardWeights(*cfg.training.reward_weights), keep_masks=True)
         self.trainer: Any = None
         self.val_history: list[dict[str, float]] = []
@@ -676,20 +696,46 @@ def prepare_output_dir(path: str) -> None:
         raise ConfigError(f"output_dir {path} is not writable; pass output_dir=<a writable folder>")
 
 
+def resolve_family(cfg: Config, model_path: str) -> Any:
+    """The model's family (checked against ``family``) and the coordinate frame its answers
+    are trained in: ``coord_frame`` or the family's; a contradiction is refused unless
+    ``allow_frame_mismatch``. Sets ``coord_frame`` and the frame's prompt variant."""
+    from think2seg.agents.hf_vlm.families import get_family
+    from think2seg.agents.hf_vlm.loading import adapter_base, check_model_dir, family_of_dir
+
+    base = adapter_base(model_path) if os.path.isdir(model_path) else None
+    if base is None:
+        family = check_model_dir(model_path, need_processor=cfg.script.processor is None)
+    else:
+        family = family_of_dir(os.path.expanduser(base)) if os.path.isdir(os.path.expanduser(base)) else None
+    if family is None:  # a hub id: its config is read when loaded
+        family = get_family(cfg.script.family or "qwen2_5_vl")
+    if cfg.script.family is not None and get_family(cfg.script.family).name != family.name:
+        raise ConfigError(f"{model_path} holds a {family.label} model but family={cfg.script.family}; "
+                          f"set family={family.name} or pass a {get_family(cfg.script.family).label} checkpoint")
+    frame = cfg.script.coord_frame or family.coord_frame
+    if not cfg.script.allow_frame_mismatch:
+        check_frame_match(family.coord_frame, frame, f"{model_path} ({family.label})",
+                          f"set coord_frame={family.coord_frame}, or allow_frame_mismatch=true to train in {frame}")
+    cfg.script.coord_frame = get_coord_frame(frame).name
+    cfg.script.prompt_variant = frame_variant(cfg.script.prompt_variant, cfg.script.coord_frame).name
+    return family
+
+
 def build_run(cfg: Config) -> Run:
     """Everything up to ``trainer.train()``; tests use it to inspect or spy."""
     from accelerate import PartialState
     from transformers.integrations import TensorBoardCallback
 
-    from think2seg.agents.qwen.loading import check_model_dir, load_processor
+    from think2seg.agents.hf_vlm.loading import load_processor
 
     state = PartialState()
     prepare_output_dir(cfg.training.output_dir)
     model_path = resolve_model_path(cfg)
-    check_model_dir(model_path, need_processor=cfg.script.processor is None)
+    family = resolve_family(cfg, model_path)
     data = build_train_data(cfg)
     val = build_val_data(cfg)
-    processor = load_processor(os.path.expanduser(cfg.script.processor or model_path), image_size=cfg.script.image_size)
+    processor = load_processor(os.path.expanduser(cfg.script.processor or model_path), family, cfg.script.image_size)
     monitor = RewardMonitor(cfg.script.samples_to_log,
                             os.path.join(cfg.training.output_dir, "debug") if cfg.script.debug_dump else None,
                             state.process_index)

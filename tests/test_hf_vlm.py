@@ -1,0 +1,270 @@
+"""hf-vlm:<path> for every family (Qwen2.5-VL, Qwen3-VL, InternVL3-hf, LLaVA-1.5) on tiny
+random models built offline: agents scored by the env in their frame, two GRPO steps per
+family, one-line errors for bad checkpoints and frame mismatches."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+
+from think2seg.agents import make_agent  # noqa: E402
+from think2seg.agents.hf_vlm.families import FAMILIES, get_family  # noqa: E402
+from think2seg.agents.hf_vlm.tiny import TINY_FAMILIES, answer_tokens, build_tiny  # noqa: E402
+from t2s_env import CheckpointError, ConfigError, T2SError, Think2SegEnv, parse_completion  # noqa: E402
+from tests.conftest import TINY_QWEN_SIZE  # noqa: E402
+from tests.datagen import write_rectangle_dataset  # noqa: E402
+
+SIZE = TINY_QWEN_SIZE
+#: families built here (Qwen2.5-VL comes from conftest's session fixture)
+OTHERS = ("qwen3_vl", "internvl", "llava")
+#: image side each tiny agent is given (InternVL's tiny tiles are 32 px: 64 -> 4 tiles + thumbnail)
+AGENT_SIZE = {"qwen2_5_vl": SIZE, "qwen3_vl": SIZE, "internvl": 64, "llava": None}
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tiny_qwen_dir, tmp_path_factory) -> dict[str, Path]:
+    """One tiny model per family, built once per session."""
+    base = tmp_path_factory.getbasetemp()
+    dirs = {"qwen2_5_vl": tiny_qwen_dir}
+    for fam in OTHERS:
+        dirs[fam] = build_tiny(fam, base / f"tiny-{fam}-{SIZE}", image_size=SIZE)
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def rects(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hfvlm_rects")
+    write_rectangle_dataset(root, split="train", n=4, n_empty=1, seed=1, size=SIZE)
+    write_rectangle_dataset(root, split="val", n=3, n_empty=1, seed=0, size=SIZE)
+    return root
+
+
+def agent_for(tiny_dirs, family, **kw):
+    kw.setdefault("max_new_tokens", 12)
+    return make_agent(f"hf-vlm:{tiny_dirs[family]}", image_size=AGENT_SIZE[family], batch_size=4, **kw)
+
+
+def test_families_have_their_frames_and_image_sides():
+    assert {f: FAMILIES[f].coord_frame for f in FAMILIES} == {
+        "qwen2_5_vl": "abs", "qwen3_vl": "rel1000", "internvl": "rel1000", "llava": "rel1"}
+    assert FAMILIES["qwen2_5_vl"].image_size == 840 and FAMILIES["qwen2_5_vl"].keep_size
+    assert FAMILIES["internvl"].image_size == 896 and FAMILIES["llava"].image_size is None
+    assert set(TINY_FAMILIES) == set(FAMILIES)
+    with pytest.raises(ConfigError, match="unknown model family 'gemma'.*qwen3_vl"):
+        get_family("gemma")
+
+
+def test_tiny_answer_tokens_are_protocol_answers_in_each_frame():
+    for extent, frame, decimals in ((1000, "rel1000", 0), (1, "rel1", 3)):
+        answers = answer_tokens(extent, decimals)
+        parsed = [parse_completion(a, image_size=(SIZE, SIZE), coord_frame=frame) for a in answers]
+        assert all(p.ok for p in parsed)
+        # the full-frame cell covers the whole image once converted to pixels
+        assert parsed[-2].prompts[0].box == pytest.approx((0, 0, SIZE, SIZE))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["qwen2_5_vl", *OTHERS])
+def test_each_family_is_scored_by_the_env_in_its_frame(family, tiny_dirs, rects):
+    agent = agent_for(tiny_dirs, family)
+    assert agent.family.name == family and agent.coord_frame == FAMILIES[family].coord_frame
+    cfg = agent.config()
+    assert cfg["name"] == "hf-vlm" and cfg["family"] == family and cfg["coord_frame"] == agent.coord_frame
+    assert agent.processor.tokenizer.padding_side == "left"
+    env = Think2SegEnv(root=str(rects), split="val", segmenter="box", image_size=SIZE, coord_frame=agent.coord_frame)
+    observations, infos = zip(*(env.reset(options={"index": i}) for i in range(3)))
+    assert all(i["coord_frame"] == agent.coord_frame for i in infos)
+    completions = agent.act_batch(list(observations), list(infos))
+    assert len(completions) == 3 and all(isinstance(c, str) for c in completions)
+    assert agent.last_stats["new_tokens"] > 0
+    # greedy batches equal one-by-one generation (left padding is right for the family)
+    assert agent.act(observations[1], infos[1]) == completions[1]
+    for i, text in enumerate(completions):
+        env.reset(options={"index": i})
+        _, reward, terminated, _, info = env.step(text)
+        assert terminated and 0.0 <= reward <= 4.0 and info["coord_frame"] == agent.coord_frame
+    # an answer of the family's own vocabulary, in its frame, lands on the right pixels
+    frame = FAMILIES[family].coord_frame
+    full = answer_tokens(*{"abs": (SIZE, 0), "rel1000": (1000, 0), "rel1": (1, 3)}[frame])[-2]
+    env.reset(options={"index": 2})
+    assert env.step(full)[4]["prompts"][0]["bbox_2d"] == [0, 0, SIZE, SIZE]
+
+
+def test_qwen_alias_is_hf_vlm_restricted_to_qwen25(tiny_dirs):
+    qwen = make_agent(f"qwen:{tiny_dirs['qwen2_5_vl']}", max_new_tokens=2, image_size=SIZE)
+    assert qwen.config()["name"] == "qwen" and qwen.family.name == "qwen2_5_vl" and qwen.coord_frame == "abs"
+    with pytest.raises(CheckpointError, match="not Qwen2.5-VL") as exc:
+        make_agent(f"qwen:{tiny_dirs['qwen3_vl']}")
+    assert str(tiny_dirs["qwen3_vl"]) in str(exc.value)
+
+
+@pytest.mark.slow
+def test_lora_adapter_loads_on_its_base(tiny_dirs, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    base = AutoModelForImageTextToText.from_pretrained(tiny_dirs["llava"])
+    peft_model = get_peft_model(base, LoraConfig(r=2, target_modules=FAMILIES["llava"].lora_target))
+    out = tmp_path / "llava-lora"
+    peft_model.save_pretrained(out)
+    assert not (out / "preprocessor_config.json").exists()  # the processor comes from the base
+    agent = make_agent(f"hf-vlm:{out}", max_new_tokens=3)
+    assert agent.family.name == "llava" and not hasattr(agent.model, "peft_config")
+    assert isinstance(agent.act({"image": np.zeros((SIZE, SIZE, 3), np.uint8), "question": "q?"}, {}), str)
+
+
+# -- one-line errors naming the path -----------------------------------------------------------
+
+def _copy(src: Path, dst: Path, files) -> Path:
+    dst.mkdir()
+    for f in files:
+        shutil.copy(src / f, dst / f)
+    return dst
+
+
+def test_unknown_family_names_the_path(tiny_dirs, tmp_path):
+    other = tmp_path / "gemma"
+    shutil.copytree(tiny_dirs["llava"], other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["model_type"] = "gemma3"
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError) as exc:
+        make_agent(f"hf-vlm:{other}")
+    msg = str(exc.value)
+    assert str(other) in msg and "'gemma3'" in msg and "qwen3_vl" in msg and "\n" not in msg
+    with pytest.raises(ConfigError, match="unknown model family"):
+        make_agent(f"hf-vlm:{tiny_dirs['llava']}", family="gemma")
+    with pytest.raises(ConfigError, match="InternVL3 model, but family=llava"):
+        make_agent(f"hf-vlm:{tiny_dirs['internvl']}", family="llava", max_new_tokens=2)
+
+
+def test_model_dir_without_weights_or_processor(tiny_dirs, tmp_path):
+    src = tiny_dirs["qwen3_vl"]
+    no_weights = _copy(src, tmp_path / "noweights", ["config.json", "tokenizer.json", "tokenizer_config.json",
+                                                      "processor_config.json"])
+    with pytest.raises(CheckpointError, match="has no weights") as exc:
+        make_agent(f"hf-vlm:{no_weights}")
+    assert str(no_weights) in str(exc.value) and "\n" not in str(exc.value)
+    bare = _copy(src, tmp_path / "bare", ["config.json", "generation_config.json", "model.safetensors"])
+    with pytest.raises(CheckpointError, match="tokenizer.*image processor") as exc:
+        make_agent(f"hf-vlm:{bare}")
+    assert str(bare) in str(exc.value) and "Qwen/Qwen3-VL" in str(exc.value)
+    agent = make_agent(f"hf-vlm:{bare}", processor=str(src), max_new_tokens=2, image_size=SIZE)
+    assert agent.family.name == "qwen3_vl"
+    with pytest.raises(T2SError, match="config.json"):
+        make_agent(f"hf-vlm:{_copy(src, tmp_path / 'empty', [])}")
+
+
+@pytest.mark.slow
+def test_bench_refuses_a_frame_mismatch_unless_overridden(tiny_dirs, rects, tmp_path, capsys):
+    from t2s_env.cli import main
+
+    agents = tmp_path / "agents.yaml"
+    agents.write_text(json.dumps([{"name": f"hf-vlm:{tiny_dirs['qwen3_vl']}", "max_new_tokens": 8}]))
+    common = ["bench", "--dataset", "earthreason:val", "--root", str(rects), "--segmenter", "box", "--no-tensorboard",
+              "--no-progress", "--no-leaderboard", "--agent-config", str(agents), "--protocol-option", f"image_size={SIZE}"]
+    rc = main([*common, "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err.splitlines()[-1]  # (after transformers' loading bar)
+    assert rc == 2 and err.startswith("t2s: error: ")
+    assert str(tiny_dirs["qwen3_vl"]) in err and "rel1000" in err and "coord_frame" in err
+    assert not (tmp_path / "a" / "runs").exists() or not any((tmp_path / "a" / "runs").iterdir())
+    # in the family's frame it runs, and the agent's frame is recorded with the protocol's
+    assert main([*common, "--out", str(tmp_path / "b"), "--protocol-option", "coord_frame=rel1000", "--limit", "2"]) == 0
+    import yaml
+
+    (run,) = (tmp_path / "b" / "runs").iterdir()
+    cfg = yaml.safe_load((run / "run.yaml").read_text())
+    assert cfg["protocol"]["coord_frame"] == "rel1000" and cfg["agent"]["config"]["coord_frame"] == "rel1000"
+
+
+# -- GRPO for every family ---------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_two_grpo_steps_per_family(family, tiny_dirs, rects, tmp_path):
+    import think2seg.scripts.train_grpo as tg
+
+    recipe = str(Path(tg.__file__).parent / "configs" / "grpo_tiny_cpu.yaml")
+    cfg = tg.load_config(["--config", recipe, f"family={family}", f"model_name_or_path=tiny:{tiny_dirs[family]}",
+                          "dataset=earthreason:train", "val_dataset=earthreason:val", f"root={rects}",
+                          f"output_dir={tmp_path / 'run'}", "max_steps=2", "save_steps=10", "val_steps=2",
+                          "val_samples=2", "val_max_new_tokens=6", "max_completion_length=12", "beta=0.0"])
+    run = tg.build_run(cfg)
+    frame = FAMILIES[family].coord_frame
+    assert cfg.script.coord_frame == frame and run.scorer.coord_frame == frame
+    assert cfg.script.prompt_variant == ("bbox+2pos" if frame == "abs" else f"bbox+2pos@{frame}")
+    seen = []
+    iou = run.trainer.reward_funcs[0]
+
+    def spy(prompts=None, completions=(), **kw):
+        out = iou(prompts=prompts, completions=completions, **kw)
+        seen.append((prompts, out))
+        return out
+
+    spy.__name__ = iou.__name__
+    run.trainer.reward_funcs[0] = spy
+    run.trainer.train()
+    assert run.trainer.state.global_step == 2
+    assert len(seen) == 2 and all(0.0 <= r <= 1.0 for _, rewards in seen for r in rewards)
+    if frame != "abs":  # the policy was asked in its frame's wording
+        assert "from 0 to 1" in str(seen[0][0][0])
+    assert run.callback.val_history and "val/mean_iou" in run.callback.val_history[-1]
+
+
+def test_training_refuses_a_frame_mismatch_unless_allowed(tiny_dirs, rects, tmp_path):
+    import think2seg.scripts.train_grpo as tg
+
+    recipe = str(Path(tg.__file__).parent / "configs" / "grpo_tiny_cpu.yaml")
+    argv = ["--config", recipe, "family=qwen3_vl", f"model_name_or_path=tiny:{tiny_dirs['qwen3_vl']}",
+            "dataset=earthreason:train", f"root={rects}", "val_steps=0", "coord_frame=abs"]
+    cfg = tg.load_config([*argv, f"output_dir={tmp_path / 'a'}"])
+    with pytest.raises(ConfigError) as exc:
+        tg.build_run(cfg)
+    msg = str(exc.value)
+    assert str(tiny_dirs["qwen3_vl"]) in msg and "rel1000" in msg and "allow_frame_mismatch" in msg
+    cfg = tg.load_config([*argv, f"output_dir={tmp_path / 'b'}", "allow_frame_mismatch=true"])
+    assert tg.build_run(cfg).scorer.coord_frame == "abs"
+    # the family must match the checkpoint
+    cfg = tg.load_config([*argv[:1], recipe, "family=llava", f"model_name_or_path={tiny_dirs['internvl']}",
+                          *argv[4:6], f"output_dir={tmp_path / 'c'}"])
+    with pytest.raises(ConfigError, match="InternVL3 model but family=llava"):
+        tg.build_run(cfg)
+
+
+# -- recipes ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, model, family, size", [
+    ("grpo_qwen3vl_2b_lora_1gpu", "Qwen/Qwen3-VL-2B-Instruct", "qwen3_vl", 840),
+    ("grpo_qwen3vl_4b", "Qwen/Qwen3-VL-4B-Instruct", "qwen3_vl", 840),
+    ("grpo_internvl3_2b", "OpenGVLab/InternVL3-2B-hf", "internvl", 896),
+    ("grpo_llava15_7b", "llava-hf/llava-1.5-7b-hf", "llava", 840),
+])
+def test_family_recipes_load(name, model, family, size, monkeypatch):
+    import transformers.training_args
+
+    import think2seg.scripts.train_grpo as tg
+
+    # bf16 recipes parse as on a GPU machine (transformers refuses bf16 on a CPU-only one)
+    monkeypatch.setattr(transformers.training_args, "is_torch_bf16_gpu_available", lambda: True)
+    cfg = tg.load_config(["--config", str(Path(tg.__file__).parent / "configs" / f"{name}.yaml")])
+    t = cfg.training
+    assert cfg.model.model_name_or_path == model and cfg.script.family == family and cfg.script.image_size == size
+    assert (t.per_device_train_batch_size * t.gradient_accumulation_steps) % t.num_generations == 0
+    assert t.reward_weights == [2.0, 1.0, 1.0] and t.beta == 0.001 and cfg.script.segmenter == "sam2:small"
+    assert cfg.script.coord_frame is None  # the family's frame, resolved against the checkpoint
+    assert cfg.model.use_peft == name.endswith("lora_1gpu")
+
+
+def test_tiny_dir_serves_every_family(tiny_dirs, tmp_path):
+    from think2seg.agents.hf_vlm.tiny import tiny_dir_for
+
+    assert tiny_dir_for("llava", tmp_path / "new") == tmp_path / "new"
+    assert tiny_dir_for("llava", tiny_dirs["llava"]) == tiny_dirs["llava"]
+    held = tiny_dirs["qwen2_5_vl"]
+    assert tiny_dir_for("internvl", held) == held.with_name(held.name + "-internvl")
