@@ -38,31 +38,31 @@ def test_closed_pipe_ends_quietly(tmp_path):
 
 
 def test_data_synth_and_check_show_progress_on_a_terminal_only(tmp_path, monkeypatch, capsys):
-    argv = ["data", "synth", "--splits", "val", "--n", "2", "--seed", "5"]
+    argv = ["data", "synth", "--splits", "val", "--n", "1", "--seed", "5"]
     assert main([*argv, "--out", str(tmp_path / "quiet")]) == 0  # captured stderr: not a terminal
     assert capsys.readouterr().err == ""
 
     tty = TerminalStderr()
     monkeypatch.setattr(sys, "stderr", tty)
     assert main([*argv, "--out", str(tmp_path / "shown")]) == 0
-    assert "synthetic: 100%" in tty.getvalue() and "2/2" in tty.getvalue()
+    assert "synthetic: 100%" in tty.getvalue() and "1/1" in tty.getvalue()
 
     tty.seek(0), tty.truncate()
     assert main([*argv, "--out", str(tmp_path / "off"), "--no-progress"]) == 0
     assert tty.getvalue() == ""
-    assert capsys.readouterr().out.count("val: 2 images") == 2
+    assert capsys.readouterr().out.count("val: 1 images") == 2
 
     check = ["data", "check", "earthreason", "--root", str(tmp_path / "shown"), "--split", "val"]
     tty.seek(0), tty.truncate()
     assert main(check) == 0
-    assert "checking: 100%" in tty.getvalue() and "2/2" in tty.getvalue()
+    assert "checking: 100%" in tty.getvalue() and "1/1" in tty.getvalue()
     tty.seek(0), tty.truncate()
     assert main([*check, "--no-progress"]) == 0
     assert tty.getvalue() == ""
     monkeypatch.undo()  # stderr captured again: not a terminal
     assert main(check) == 0
     captured = capsys.readouterr()
-    assert captured.err == "" and captured.out.count("earthreason:val  images 2") == 3
+    assert captured.err == "" and captured.out.count("earthreason:val  images 1") == 3
 
 
 def test_first_use_generation_shows_progress_on_a_terminal(tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ AGENTS = "oracle-box,center-box:0.4,empty"
 def results(tmp_path_factory) -> Path:
     """Three agents benched on a small synthetic set (categories in its QA files)."""
     base = tmp_path_factory.mktemp("report")
-    generate(base / "data", n=8, seed=5, splits=["val"], progress=False)
+    generate(base / "data", n=6, seed=5, splits=["val"], progress=False)
     out = base / "results"
     assert harness.main(["--dataset", "earthreason:val", "--root", str(base / "data"), "--segmenter", "box",
                          "--agents", AGENTS, "--out", str(out), "--no-progress", "--no-leaderboard",
