@@ -323,6 +323,8 @@ class RemoteScorer:
         """Like :meth:`Scorer.score_many`; groups with equal ``image_keys`` send the image once."""
         if image_keys is not None and len(image_keys) != len(groups):
             raise ValueError(f"{len(image_keys)} image keys for {len(groups)} groups")
+        if not groups:
+            return []
         chunks = [range(s, min(s + self.max_groups_per_request, len(groups)))
                   for s in range(0, len(groups), self.max_groups_per_request)]
 
@@ -348,6 +350,8 @@ class RemoteScorer:
         resolves (it must be started with ``--data-root`` covering them)."""
         from .integrations.refs import GroundTruthRef
 
+        if not groups:
+            return []
         chunks = [range(s, min(s + self.max_groups_per_request, len(groups)))
                   for s in range(0, len(groups), self.max_groups_per_request)]
         payloads = [{"images": [], "groups": [

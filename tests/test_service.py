@@ -97,6 +97,7 @@ def test_parity_with_in_process_scores(server):
     for comps in (conv, [acts]):
         assert comparable([remote.score(*groups[2][:2], comps)]) == comparable([local.score(*groups[2][:2], comps)])
     assert remote.weights == local.weights and remote.parser_mode == local.parser_mode
+    assert remote.score_many([]) == local.score_many([]) == []
 
 
 def test_drops_into_make_reward_functions(server):
