@@ -19,7 +19,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
 #: sizes only (hashing every image of a large split would cost more than the run)
 MAX_HASHED_DATA_BYTES = 512 * 1024 * 1024
 #: agent config keys that may name a model
-MODEL_KEYS = ("model", "model_path", "checkpoint", "path", "model_name_or_path")
+MODEL_KEYS = ("model", "model_path", "checkpoint", "policy", "path", "model_name_or_path")
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
@@ -68,8 +68,26 @@ def model_fingerprint(agent_config: Mapping[str, Any]) -> dict[str, Any] | None:
         local = Path(os.path.expanduser(value))
         if local.exists():
             return {"source": "local", **path_fingerprint(local)}
-        return {"source": "hub", "id": value, "revision": agent_config.get("revision")}
+        revision = agent_config.get("revision")
+        return {"source": "hub", "id": value, "revision": revision,
+                "resolved_commit": hub_cache_commit(value, revision or "main")}
     return None
+
+
+def hub_cache_commit(repo_id: str, ref: str = "main") -> str | None:
+    """The commit a hub id's ``ref`` points to in the local Hugging Face cache (what an
+    offline load uses), or None when it is not cached."""
+    if os.environ.get("HF_HUB_CACHE"):
+        cache = Path(os.environ["HF_HUB_CACHE"])
+    elif os.environ.get("HF_HOME"):
+        cache = Path(os.environ["HF_HOME"]) / "hub"
+    else:
+        cache = Path.home() / ".cache" / "huggingface" / "hub"
+    refs = cache / f"models--{repo_id.replace('/', '--')}" / "refs" / ref
+    try:
+        return refs.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 def segmenter_fingerprint(describe: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -628,7 +628,7 @@ def test_run_yaml_records_provenance_and_metrics_carry_intervals(disjoint_root, 
     assert "A - B" in out and "gIoU" in out and "6 paired samples" in out
 
 
-def test_model_fingerprint_hashes_weights_or_names_the_hub_revision(tmp_path):
+def test_model_fingerprint_hashes_weights_or_names_the_hub_revision(tmp_path, monkeypatch):
     from think2seg.benchmarks.provenance import model_fingerprint
 
     model = tmp_path / "model"
@@ -642,8 +642,13 @@ def test_model_fingerprint_hashes_weights_or_names_the_hub_revision(tmp_path):
     assert fp["config_sha256"] == hashlib.sha256(b"{}").hexdigest()
     (model / "model.safetensors").write_bytes(b"other weights")
     assert model_fingerprint({"model": str(model)})["sha256"] != fp["sha256"]
+    hub = tmp_path / "hub"
+    (hub / "models--Org--Model-7B" / "refs").mkdir(parents=True)
+    (hub / "models--Org--Model-7B" / "refs" / "main").write_text("0123abcd\n")
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     assert model_fingerprint({"model": "Org/Model-7B", "revision": "abc123"}) == {
-        "source": "hub", "id": "Org/Model-7B", "revision": "abc123"}
+        "source": "hub", "id": "Org/Model-7B", "revision": "abc123", "resolved_commit": None}
+    assert model_fingerprint({"model": "Org/Model-7B"})["resolved_commit"] == "0123abcd"
     assert model_fingerprint({"name": "oracle-box"}) is None
 
 
