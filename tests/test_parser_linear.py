@@ -162,3 +162,42 @@ def test_structured_answers_still_parse():
     text = f"<think> t </think>\n \u3000<answer>\n```json \n{body}\n ```\n</answer>"
     a = parse_completion(text, image_size=(100, 100))
     assert a.ok and a.think_ok and a.prompts[0].box == (1.0, 2.0, 30.0, 40.0)
+
+
+# -- the JSON-repair fallback's work bound -----------------------------------------------
+
+BROKEN = [
+    "[{'bbox_2d': [1,2,30,40], 'positive_points': [[5,6],[7,8]],},]",
+    '[{"bbox_2d": [1,2,30,40] "positive_points": [[5,6],[7,8]]}]',
+    '[{"bbox_2d": [1,2,30,40], "positive_points": [[5,6],[7,8]]',
+    "[{bbox_2d: [1, 2, 30, 40]}]",
+    '[{"bbox_2d": [1,2,30,40], "positive_points": [[5,6],[7,8]]}, {"bbox_2d": [3,4,5,6]},]',
+    "[" + "{'bbox_2d': [1,2,30,40], 'positive_points': [[5,6],[7,8]]}," * 20 + "]",
+]
+
+
+def test_repair_within_its_budget_is_the_repair_parser():
+    import json_repair
+
+    for s in BROKEN:
+        assert parser._loads(s) == json_repair.loads(s)
+
+
+@pytest.mark.parametrize("unit", ["t]{", "{", "{\n],"])
+def test_repair_gives_up_on_superlinear_inputs(unit, monkeypatch):
+    # json_repair is superlinear on these ("[" + "t]{" * 1333: 2.7 million reads, ~4 s):
+    # the counted reads stop
+    # it after MAX_REPAIR_READS, so the answer is a failed parse, the same every time.
+    reads = []
+    real = parser._CountedText.__getitem__
+
+    def spy(self, key):
+        reads.append(1)
+        return real(self, key)
+
+    monkeypatch.setattr(parser._CountedText, "__getitem__", spy)
+    s = "[" + unit * (4000 // len(unit)) + "]"
+    assert parser._loads(s) is None
+    assert len(reads) == parser.MAX_REPAIR_READS + 1
+    a = parse_completion(f"<think>t</think><answer>{s}</answer>", mode="lenient")
+    assert not a.ok and a.think_ok
