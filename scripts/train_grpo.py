@@ -200,6 +200,8 @@ def check_config(script: ScriptArguments, training: Any, model: Any) -> int:
     epochs = training.num_train_epochs
     if epochs < 1 or float(epochs) != int(epochs):
         raise ConfigError(f"num_train_epochs must be a whole number >= 1 (epochs are materialised as rows), got {epochs}")
+    if training.max_steps < -1:  # -1 is trl's "not set: num_train_epochs decides"
+        raise ConfigError(f"max_steps must be >= 1, or -1 to let num_train_epochs decide, got {training.max_steps}")
     if training.num_generations < 2:
         raise ConfigError(f"num_generations must be >= 2 (GRPO compares completions of a group), got {training.num_generations}")
     if training.shuffle_dataset:

@@ -473,3 +473,10 @@ def test_cli_resume_continues_from_the_last_checkpoint(trained, tiny_qwen_dir, e
     same = load(*tiny_overrides(tiny_qwen_dir, er_root, out, max_steps=3, val_steps=0, weight_decay=0.1))
     assert again.script == same.script and again.model == same.model and again.epochs == 2
     assert (again.training.max_steps, again.training.weight_decay, again.training.resume_from_checkpoint) == (3, 0.1, "auto")
+
+
+def test_negative_max_steps_is_refused():
+    """Issue 8 item 4: -1 is trl's "not set" (num_train_epochs decides); below it is a mistake."""
+    assert load("max_steps=-1").training.max_steps == -1
+    with pytest.raises(ConfigError, match=r"max_steps must be >= 1, or -1 .* got -5"):
+        load("max_steps=-5")
