@@ -27,9 +27,10 @@ are accepted: GrabCut works on the region between the corners, clipped to the im
 Cost per answer is bounded: an answer with more than ``max_grabcut_instances`` distinct
 instances is segmented union-first, by one GrabCut over the window that holds all of
 them (every region "probably foreground", every point a seed) on a working crop of at
-most ``max_side·√max_grabcut_instances`` pixels a side, so it costs about as much as
-``max_grabcut_instances`` single instances however many it has (a 64-instance answer
-took 1.8 s instead of ~15 ms for one instance before).
+most ``1.5·max_side`` pixels a side. So no answer costs more than about
+``max_grabcut_instances`` single instances, however many it has (a 64-instance answer
+took 1.8 s before, ~110 single-instance costs; now ~90 ms, 4–6x a 1–2 instance answer).
+The union-first mask is coarser for many small instances: the price of the bound.
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ class GrabCutSegmenter(Segmenter):
             else:
                 items.append((p, region))
         if items:
-            side = 2 * self.max_side
+            side = (3 * self.max_side) // 2
             try:
                 hit = self._grabcut(image, items, side)
             except cv2.error:
