@@ -12,7 +12,8 @@ scoring thread takes the first waiting request, waits at most ``--max-wait-ms`` 
 up to ``--max-batch`` groups, and scores them in one ``Scorer.score_many`` call: images
 are encoded in batches across requests, each distinct image once (equal pixels from
 different requests share one encoding, and an LRU keeps recent embeddings for requests that
-arrive later), and each group's prompt sets are decoded in one batched call.
+arrive later); groups about the same image and mask are merged across requests, and each
+group's prompt sets are decoded in one batched call.
 
 Safety: binds to 127.0.0.1 unless told otherwise; when the environment variable named by
 ``--token-env`` (default ``T2S_SERVE_TOKEN``) is set, /score and /metrics need
@@ -62,13 +63,13 @@ class Limits:
 class Prepared:
     request_id: Any
     groups: list[tuple[np.ndarray, np.ndarray, list[Any]]]
-    keys: list[str]
+    keys: list[tuple[str, str]]  # (image key, target key) per group: equal pixels, equal mask
 
 
 @dataclass
 class Job:
     groups: list[tuple[np.ndarray, np.ndarray, list[Any]]]
-    keys: list[str]
+    keys: list[tuple[str, str]]
     future: Future
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -89,6 +90,7 @@ class Metrics:
         self.latencies: deque[float] = deque(maxlen=window)
         self.queue_waits: deque[float] = deque(maxlen=window)
         self.score_seconds = 0.0
+        self.decoded_groups = 0  # groups after merging equal (image, mask) pairs
 
     def answered(self, status: int, latency: float | None = None) -> None:
         with self.lock:
@@ -118,6 +120,7 @@ class Metrics:
                 "latency_ms": self._pct(list(self.latencies)),
                 "queue_wait_ms": self._pct(list(self.queue_waits)),
                 "score_seconds": self.score_seconds,
+                "decoded_groups": self.decoded_groups,
                 "encode_cache": {"hits": cache.hits, "misses": cache.misses, "capacity": cache.capacity},
             }
 
@@ -156,11 +159,25 @@ class Batcher:
     def _score(self, jobs: list[Job]) -> None:
         groups = [g for j in jobs for g in j.groups]
         keys = [k for j in jobs for k in j.keys]
+        # Groups about the same image and mask (e.g. the G per-sample requests of one GRPO
+        # group) become one group: one encoding and one batched decode for all of them.
+        merged: dict[tuple[str, str], int] = {}
+        todo: list[tuple[np.ndarray, np.ndarray, list[Any]]] = []
+        where: list[tuple[int, int, int]] = []
+        for (image, gt, completions), key in zip(groups, keys):
+            slot = merged.setdefault(key, len(todo))
+            if slot == len(todo):
+                todo.append((image, gt, []))
+            at = len(todo[slot][2])
+            todo[slot][2].extend(completions)
+            where.append((slot, at, at + len(completions)))
         start = time.perf_counter()
-        results = self.scorer.score_many(groups, image_keys=keys)
+        scored = self.scorer.score_many(todo, image_keys=[k[0] for k in merged])
+        results = [scored[slot][a:b] for slot, a, b in where]
         with self.metrics.lock:
             self.metrics.batches += 1
             self.metrics.batch_groups[len(groups)] += 1
+            self.metrics.decoded_groups += len(todo)
             self.metrics.batch_requests[len(jobs)] += 1
             self.metrics.score_seconds += time.perf_counter() - start
             for j in jobs:
@@ -225,6 +242,7 @@ def prepare(body: bytes, limits: Limits, resolver: RefResolver | None) -> Prepar
             if resolver is None:
                 raise WireError("this server resolves no references; start it with --data-root DIR")
             image, gt, key = resolver.resolve(g["ref"])
+            target = json.dumps(g["ref"], sort_keys=True)
         else:
             slot = g.get("image")
             if not isinstance(slot, int) or not 0 <= slot < len(images):
@@ -236,8 +254,9 @@ def prepare(body: bytes, limits: Limits, resolver: RefResolver | None) -> Prepar
             if digests[slot] is None:
                 digests[slot] = image_digest(image)
             key = digests[slot]
+            target = image_digest(gt)
         groups.append((image, gt, list(g["completions"])))
-        keys.append(key)
+        keys.append((key, target))
     return Prepared(req.get("request_id"), groups, keys)
 
 

@@ -127,6 +127,39 @@ def test_concurrent_clients_batch_and_match(server):
     assert after["latency_ms"]["p99"] is not None and after["queue_depth"] == 0
 
 
+def test_per_sample_requests_about_one_image_share_a_decode(server):
+    """verl's naive manager sends one completion per call: concurrent requests about the same
+    image and mask are merged into one group (one encoding, one batched decode)."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    gt = np.zeros((48, 48), dtype=bool)
+    gt[4:30, 6:40] = True
+    comps = [format_completion([GeometricPrompt(box=(float(k), 4.0, 30.0 + k, 30.0), positive_points=((10.0, 10.0), (12.0, 12.0)))])
+             for k in range(8)]
+    want = [loadtest.comparable(r) for r in Scorer("box").score(image, gt, comps)]
+    for _ in range(3):  # concurrency is up to the scheduler: a few rounds make a merge certain
+        before = RemoteScorer(server).metrics()
+        start = threading.Barrier(len(comps))
+        got: dict[int, dict] = {}
+
+        def one(k: int) -> None:
+            remote = RemoteScorer(server)
+            start.wait()
+            got[k] = loadtest.comparable(remote.score(image, gt, [comps[k]])[0])
+
+        threads = [threading.Thread(target=one, args=(k,)) for k in range(len(comps))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [got[k] for k in range(len(comps))] == want
+        after = RemoteScorer(server).metrics()
+        if after["decoded_groups"] - before["decoded_groups"] < after["groups"] - before["groups"]:
+            break
+    else:
+        pytest.fail("8 concurrent requests about one image were never merged into one decode")
+
+
 def test_malformed_requests_get_400_and_server_lives(server):
     image, gt = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool)
     ok = {"images": [encode_image(image)], "groups": [{"image": 0, "gt_mask": encode_mask(gt), "completions": ["x"]}]}
