@@ -73,7 +73,7 @@ from t2s_env.datasets import EarthReasonDataset, seeded_choice
 from t2s_env.coords import check_frame_match, get_coord_frame
 from t2s_env.errors import CheckpointError
 from t2s_env.instructions import frame_variant
-from think2seg.scripts.config import parse_config, save_resolved_config
+from think2seg.scripts.config import config_values, parse_config, save_resolved_config
 
 DEFAULT_LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -144,9 +144,16 @@ class Config:
     epochs: int  # the recipe's num_train_epochs, materialised in the rows
 
 
+_NO_MODEL = ("no model: pass a recipe (--config scripts/configs/grpo_tiny_cpu.yaml runs offline on a CPU) "
+             "or model_name_or_path=DIR|hub-id")
+
+
 def load_config(argv: Sequence[str] = ()) -> Config:
     """Parse and check the whole configuration; raises ConfigError before anything loads.
     ``--resume`` (alone: ``auto``) is short for ``resume_from_checkpoint``."""
+    if not any(t.split("=", 1)[0].lstrip("-").replace("-", "_") in ("config", "model_name_or_path", "help", "h",
+                                                                   "print_config") for t in argv):
+        raise ConfigError(_NO_MODEL)  # at once: importing trl to parse would take seconds
     from trl import GRPOConfig
 
     script, model, training = parse_config(_resume_alias(argv), ScriptArguments, model_arguments(), GRPOConfig,
@@ -168,33 +175,35 @@ def model_arguments() -> type:
         def __post_init__(self) -> None:
             super().__post_init__()
             if self.model_name_or_path is None:
-                raise ConfigError(
-                    "no model: pass a recipe (--config scripts/configs/grpo_tiny_cpu.yaml runs offline on a CPU) "
-                    "or model_name_or_path=DIR|hub-id"
-                )
+                raise ConfigError(_NO_MODEL)
 
     return ModelArguments
 
 
 def _resume_alias(argv: Sequence[str]) -> list[str]:
-    out = []
+    """``--resume [CHECKPOINT]`` -> ``--resume_from_checkpoint CHECKPOINT|auto``."""
+    out: list[str] = []
     tokens = list(argv)
-    for i, tok in enumerate(tokens):
-        if tok != "--resume" and not tok.startswith("--resume="):
-            out.append(tok)
-            continue
-        value = tok.split("=", 1)[1] if "=" in tok else None
-        if value is None:
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.startswith("--resume="):
+            out += ["--resume_from_checkpoint", tok.split("=", 1)[1] or "auto"]
+        elif tok == "--resume":
             nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-            if nxt is not None and not nxt.startswith("-") and "=" not in nxt:
-                value = nxt
-                tokens[i + 1] = None  # consumed
-        out += ["--resume_from_checkpoint", value or "auto"]
-    return [t for t in out if t is not None]
+            takes_next = nxt is not None and not nxt.startswith("-") and "=" not in nxt
+            out += ["--resume_from_checkpoint", nxt if takes_next else "auto"]
+            i += takes_next
+        else:
+            out.append(tok)
+        i += 1
+    return out
 
 
 def check_config(script: ScriptArguments, training: Any, model: Any) -> int:
     """What trl cannot know about this script; returns the number of epochs."""
+    if not config_values(training).get("output_dir"):  # trl would fall back to ./trainer_output
+        raise ConfigError("output_dir is empty; pass output_dir=<a folder for checkpoints and logs>")
     if script.image_size < 28 or script.image_size % 28:
         raise ConfigError(f"image_size must be a positive multiple of 28 (so the processor keeps it), got {script.image_size}")
     epochs = training.num_train_epochs

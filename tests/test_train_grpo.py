@@ -123,6 +123,8 @@ def test_overrides_both_syntaxes_are_type_checked():
         (["image_size=100"], "multiple of 28"),
         (["torch_threads=0"], "torch_threads must be >= 1"),
         (["dtype=float64"], "dtype must be"),
+        (["output_dir="], "output_dir is empty"),
+        (["output_dir=null"], "output_dir is empty"),
     ]:
         with pytest.raises(ConfigError, match=message) as info:
             load(*argv)
@@ -157,16 +159,20 @@ def test_config_mistakes_stop_before_anything_loads(tmp_path, monkeypatch, capsy
         monkeypatch.setattr(tg, name, touched)
     broken = tmp_path / "broken.yaml"
     broken.write_text("max_steps: 3\nlora_target_modules: [q_proj, v_proj\nseed: 1\n")
+    modelless = tmp_path / "modelless.yaml"
+    modelless.write_text("max_steps: 3\nuse_cpu: true\nbf16: false\n")
     for argv, message in [
         (["--config", TINY, "learning_rte=1e-5"], "unknown key 'learning_rte'"),
         (["--config", TINY, "--max_steps", "x"], "invalid int value: 'x'"),
         (["--config", str(broken)], "broken.yaml is not valid YAML (line 3"),
         ([], "no model: pass a recipe"),  # no --config: no default hub model to fetch
+        (["max_steps=3"], "no model: pass a recipe"),
+        (["--config", str(modelless)], "no model: pass a recipe"),
     ]:
         assert main(["train", "grpo", *argv]) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("t2s: error: ") and message in err and err.count("\n") == 1, err
-    assert not any(tmp_path.iterdir()) or sorted(p.name for p in tmp_path.iterdir()) == ["broken.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.yaml", "modelless.yaml"]  # nothing written
 
 
 def test_output_dir_under_a_file_is_one_line(tmp_path, er_root, tiny_qwen_dir, capsys):
@@ -221,6 +227,9 @@ def test_resume_of_a_non_checkpoint_is_an_error(tmp_path):
     with pytest.raises(T2SError, match="trainer_state.json"):
         tg.resolve_resume(load(f"resume_from_checkpoint={tmp_path}"))
     assert tg.resolve_resume(load("--resume", f"output_dir={tmp_path / 'fresh'}")) is None
+    assert load("--resume", "runs/x/checkpoint-4", "max_steps=5").training.resume_from_checkpoint == "runs/x/checkpoint-4"
+    assert load("--resume=runs/y").training.resume_from_checkpoint == "runs/y"
+    assert load("--max_steps", "5", "--resume").training.resume_from_checkpoint == "auto"
 
 
 # -- training rows ----------------------------------------------------------------------------
