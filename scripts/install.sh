@@ -10,7 +10,9 @@ PYTHON="${PYTHON:-python3}"
 TORCH_SPEC="${T2S_TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
 SAM2_SPEC="${T2S_SAM2_SPEC:-sam2==1.1.0}"
 
-stamp_of() { cat setup.cfg pyproject.toml scripts/install.sh | sha256sum | cut -c1-16; echo "$TORCH_SPEC $SAM2_SPEC"; }
+# PIP_CONSTRAINT=constraints/minimum.txt (with T2S_TORCH_SPEC="torch==2.5.1 torchvision==0.20.1")
+# installs the oldest allowed versions instead: `make test-min`.
+stamp_of() { cat setup.cfg pyproject.toml scripts/install.sh ${PIP_CONSTRAINT:-} | sha256sum | cut -c1-16; echo "$TORCH_SPEC $SAM2_SPEC ${PIP_CONSTRAINT:-}"; }
 want="$(stamp_of)"
 if [ -f "$VENV/.t2s-install-stamp" ] && [ "$(cat "$VENV/.t2s-install-stamp")" = "$want" ] \
    && [ -x "$VENV/bin/t2s" ]; then
