@@ -39,6 +39,7 @@ REGISTRY: dict[str, str] = {
     "oracle-box+points": "think2seg.agents.oracles:OracleBoxPointsAgent",
     "qwen": "think2seg.agents.qwen:QwenPrompter",
     "hf-vlm": "think2seg.agents.hf_vlm:HFVLMPrompter",
+    "sam3-text": "think2seg.agents.sam3_text:SAM3TextAgent",
     "rl": "think2seg.agents.rl:RLPolicyAgent",
 }
 BASELINES = ("full-image", "center-box", "random-box", "empty")
