@@ -619,6 +619,9 @@ def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str])
             check_frame_match(agent.coord_frame, protocol.coord_frame, f"agent {agent.label}",
                               f"pass --protocol-option coord_frame={agent.coord_frame}, or override with the "
                               f"agent option coord_frame={protocol.coord_frame}")
+        elif protocol.coord_frame != "abs":  # an agent that declares no frame writes pixels
+            check_frame_match("abs", protocol.coord_frame, f"agent {agent.label}",
+                              "it declares no coord_frame, so it writes pixels: bench it under coord_frame=abs")
 
     jobs = []
     for d in datasets:

@@ -165,19 +165,47 @@ def test_env_coord_frame_option(rects):
         Think2SegEnv(root=str(root), split="val", segmenter="box", image_size=SIZE, coord_frame="norm")
 
 
+from think2seg.agents import Agent  # noqa: E402
+
+
+class CentreRel1000(Agent):
+    """A plug-in agent that declares its frame: the middle half of the image, in 0-1000."""
+
+    name = "centre-rel1000"
+    coord_frame = "rel1000"
+
+    def act_batch(self, observations, infos):
+        return [answer((250, 250, 750, 750), [(500, 500), (510, 510)]) for _ in observations]
+
+    def config(self):
+        return {"name": self.name, "coord_frame": self.coord_frame}
+
+
 def test_bench_records_the_frame_in_run_yaml(rects, tmp_path):
     from think2seg.benchmarks import harness
 
     root, _ = rects
     out = tmp_path / "out"
-    rc = harness.main(["--dataset", "earthreason:val", "--root", str(root), "--segmenter", "box", "--out", str(out),
-                       "--agents", "empty", "--protocol-option", f"image_size={SIZE}",
-                       "--protocol-option", "coord_frame=rel1000", "--no-tensorboard", "--no-progress"])
+    common = ["--dataset", "earthreason:val", "--root", str(root), "--segmenter", "box", "--no-tensorboard",
+              "--no-progress", "--protocol-option", f"image_size={SIZE}"]
+    rc = harness.main([*common, "--out", str(out), "--agents", "tests.test_coords:CentreRel1000",
+                       "--protocol-option", "coord_frame=rel1000"])
     assert rc == 0
     (run,) = (out / "runs").iterdir()
     cfg = yaml.safe_load((run / "run.yaml").read_text())
     assert cfg["protocol"]["coord_frame"] == "rel1000"
     assert cfg["prompt_variant"] == "bbox+2pos@rel1000"
+    records = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert all(r["prompts"][0]["bbox_2d"] == [28, 28, 84, 84] for r in records)  # converted to 112-px pixels
+    # an agent that declares no frame writes pixels: refused under rel1000, in one line
+    with pytest.raises(ConfigError, match="center-box.*declares no coord_frame.*coord_frame=abs"):
+        harness.plan_new(harness.build_parser().parse_args(
+            [*common, "--out", str(tmp_path / "x"), "--agents", "center-box", "--protocol-option", "coord_frame=rel1000"]),
+            None, [])
+    # and the frame-declaring agent is refused under abs
+    with pytest.raises(ConfigError, match="centre-rel1000 answers in the rel1000"):
+        harness.plan_new(harness.build_parser().parse_args(
+            [*common, "--out", str(tmp_path / "y"), "--agents", "tests.test_coords:CentreRel1000"]), None, [])
     from think2seg.benchmarks.results_store import ResultsStore
 
     assert {r.protocol for r in ResultsStore(out).runs()} == {f"strict+coord_frame=rel1000+image_size={SIZE}"}
