@@ -390,6 +390,27 @@ def test_refs_pickle_that_runs_code_is_refused(rrsisd_root, tmp_path, capsys, at
     assert not (rrsisd_root / "rrsisd" / "refs(unc).json").exists()
 
 
+def test_refs_pickle_with_shared_parts_is_not_expanded(rrsisd_root, capsys):
+    """A few hundred bytes of pickle can describe 2**40 values by sharing parts; nothing
+    may walk or print it in full."""
+    bomb: list = [1]
+    for _ in range(40):
+        bomb = [bomb, bomb]
+    refs_path = rrsisd_root / "rrsisd" / "refs(unc).p"
+    refs = pickle.loads(refs_path.read_bytes())
+    refs[0]["ref_id"] = bomb  # a bad id: its message quotes the ref
+    refs.append({"split": bomb})
+    refs_path.write_bytes(pickle.dumps(refs))
+    assert refs_path.stat().st_size < 10_000
+    with deadline(30):
+        with pytest.raises(DatasetError, match="must be a string or a whole number"):
+            RRSISDDataset(rrsisd_root, "test")
+        with pytest.raises(DatasetError, match="no refs with split 'val'"):
+            RRSISDDataset(rrsisd_root, "val")
+        rc, _, err = _run_cli(["data", "convert", "rrsisd", "--root", str(rrsisd_root)], capsys)
+    assert rc == 2 and "expands to more than" in _one_error_line(err)
+
+
 def test_convert_writes_json_refs_preferred_afterwards(rrsisd_root, capsys):
     before = [(s.sample_id, s.question, s.image_path.name) for s in RRSISDDataset(rrsisd_root, "test", question="all")]
     rc, out, err = _run_cli(["data", "convert", "rrsisd", "--root", str(rrsisd_root)], capsys)

@@ -41,6 +41,7 @@ import numbers
 import os
 import pickle
 import re
+import reprlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,7 +372,7 @@ class RRSISDDataset(ReferringDataset):
 
         split_refs = [r for r in refs if isinstance(r, dict) and r.get("split") == self.split]
         if not split_refs:
-            present = sorted({str(r.get("split")) for r in refs if isinstance(r, dict)})
+            present = sorted({_short(r.get("split"), 40) for r in refs if isinstance(r, dict)})
             raise DatasetError(
                 f"{refs_path} has no refs with split {self.split!r}; splits present: {', '.join(present) or 'none'}"
             )
@@ -531,11 +532,24 @@ def _read_refs(path: Path) -> list:
     return read_refs_json(path) if path.suffix == ".json" else read_refs_pickle(path)
 
 
-def refs_to_json_text(refs: list, source: Path) -> str:
+def refs_to_json_text(refs: list, source: Path, max_values: int | None = None) -> str:
     """The refs as JSON text: tuples and sets become lists, bytes become text (UTF-8, else
-    Latin-1), as the refer tools wrote them. Floats that are not finite are refused."""
+    Latin-1), as the refer tools wrote them. Floats that are not finite are refused.
+
+    ``max_values`` bounds the values written (default: the pickle's size in bytes, since
+    every value takes at least one opcode byte unless it is shared): a pickle can describe
+    2**40 values in a few hundred bytes by sharing parts, which must not be expanded."""
+    if max_values is None:
+        max_values = (source.stat().st_size if source.exists() else 0) + 1000
+    budget = [max_values]
 
     def plain(v: Any, depth: int = 0) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise DatasetError(
+                f"{source} expands to more than {max_values:,} values (more than its bytes: its parts are shared); "
+                f"it is not RRSIS-D's refs"
+            )
         if depth > 64:
             raise DatasetError(f"{source}: a ref is nested more than 64 levels deep; it is not RRSIS-D's refs")
         if isinstance(v, dict):
@@ -636,11 +650,14 @@ def _rrsisd_candidates(ref: dict, image_meta: dict | None) -> tuple[list[str], l
 
 
 def _short(obj: Any, n: int = 120) -> str:
-    try:
-        text = repr(obj)
-    except (RecursionError, ValueError):  # a structure nested too deeply / a huge int
-        text = f"<{type(obj).__name__}>"
+    """A bounded repr: a pickle can hold a structure that shares its parts (2**40 nodes
+    in a few hundred bytes), whose full repr would never finish."""
+    text = _REPR.repr(obj)
     return text if len(text) <= n else text[: n - 3] + "..."
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxstring, _REPR.maxother = 3, 6, 6, 6, 60, 60
 
 
 # -- RefSegRS and RISBench: phrase files -----------------------------------------------------
