@@ -255,7 +255,9 @@ def _parse_answer(
 def _loads(s: str) -> Any:
     try:
         return json.loads(s)
-    except (ValueError, RecursionError):
+    except RecursionError:
+        return None  # json_repair's own first step, the same json.loads, would raise it too
+    except ValueError:
         pass
     # Same fallback as upstream: a maintained repair parser for near-JSON (quotes, commas).
     # Its cost is superlinear on some malformed inputs (e.g. "[" + "t]{" * n: 0.07 s at
@@ -270,7 +272,8 @@ def _loads(s: str) -> Any:
     text = _CountedText(s)
     text.reads_left = MAX_REPAIR_READS
     try:
-        return json_repair.loads(text)
+        # skip_json_loads: its first step is the json.loads that just failed
+        return json_repair.loads(text, skip_json_loads=True)
     except _RepairTooCostly:
         return None
     except Exception:  # noqa: BLE001
