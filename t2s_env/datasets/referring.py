@@ -372,7 +372,10 @@ class RRSISDDataset(ReferringDataset):
 
         split_refs = [r for r in refs if isinstance(r, dict) and r.get("split") == self.split]
         if not split_refs:
-            present = sorted({_short(r.get("split"), 40) for r in refs if isinstance(r, dict)})
+            present = sorted({
+                v if isinstance(v, str) else _short(v, 40)
+                for v in (r.get("split") for r in refs if isinstance(r, dict))
+            })
             raise DatasetError(
                 f"{refs_path} has no refs with split {self.split!r}; splits present: {', '.join(present) or 'none'}"
             )
