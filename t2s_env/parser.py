@@ -270,7 +270,7 @@ def _loads(s: str) -> Any:
     import json_repair
 
     text = _CountedText(s)
-    text.reads_left = MAX_REPAIR_READS
+    text.budget = [MAX_REPAIR_READS]
     try:
         # skip_json_loads: its first step is the json.loads that just failed
         return json_repair.loads(text, skip_json_loads=True)
@@ -286,15 +286,31 @@ class _RepairTooCostly(BaseException):
 
 
 class _CountedText(str):
-    """A str that counts ``text[i]`` reads (the repair parser reads characters this way)."""
+    """A str that counts ``text[i]`` reads (the repair parser reads characters this way)
+    against a budget shared with its slices and concatenations (the parser rebuilds its
+    text when it splits an object, and the rebuilt text must stay counted)."""
 
-    reads_left: int
+    budget: list  # [reads left], shared
 
     def __getitem__(self, key):
-        self.reads_left -= 1
-        if self.reads_left < 0:
+        budget = self.budget
+        budget[0] -= 1
+        if budget[0] < 0:
             raise _RepairTooCostly
+        if type(key) is slice:
+            return self._counted(str.__getitem__(self, key))
         return str.__getitem__(self, key)
+
+    def _counted(self, value: str) -> "_CountedText":
+        out = _CountedText(value)
+        out.budget = self.budget
+        return out
+
+    def __add__(self, other):
+        return self._counted(str.__add__(self, other))
+
+    def __radd__(self, other):
+        return self._counted(str.__add__(other, self))
 
 
 def _instance(inst: Any, v: PromptVariant, mode: str, frame: Any) -> tuple[GeometricPrompt | None, str | None]:

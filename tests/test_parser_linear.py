@@ -198,6 +198,22 @@ def test_repair_gives_up_on_superlinear_inputs(unit, monkeypatch):
     monkeypatch.setattr(parser._CountedText, "__getitem__", spy)
     s = "[" + unit * (4000 // len(unit)) + "]"
     assert parser._loads(s) is None
-    assert len(reads) == parser.MAX_REPAIR_READS + 1
+    assert len(reads) == parser.MAX_REPAIR_READS + 1  # every read counted, then it stops
     a = parse_completion(f"<think>t</think><answer>{s}</answer>", mode="lenient")
     assert not a.ok and a.think_ok
+
+
+def test_repair_budget_survives_the_parser_rebuilding_its_text():
+    # json_repair rebuilds its text by slicing and concatenating (e.g. when it splits an
+    # object on a duplicate key): the pieces share the budget.
+    text = parser._CountedText('[{"a":1,"a":2}]')
+    text.budget = [100]
+    rebuilt = text[:3] + "{" + text[3:]
+    assert isinstance(rebuilt, parser._CountedText) and rebuilt.budget is text.budget
+    assert text.budget[0] == 98
+    assert ("x" + text).budget is text.budget
+    import json_repair
+
+    s = '[{"a":1,"a":2},' + "t]{" * 1300
+    assert parser._loads(s) is None
+    assert json_repair.loads(s[:60]) == parser._loads(s[:60])
