@@ -543,8 +543,8 @@ def test_native_protocol_iou_on_a_non_square_image(fixed_box, tmp_path):
 
 def test_segearth_protocol_pads_the_long_side_to_1024(fixed_box, tmp_path):
     """400x200 -> 1024x512 content padded to 1024x1024; the GT [150, 50, 350, 150) becomes
-    [384, 128, 896, 384) and the same box [210, 420, 630, 840] is scored in that frame:
-    I = (630-384)·(384-420 -> 0) = 0 (the box lies below the GT)."""
+    [384, 128, 896, 384) and the same box [210, 420, 630, 840] is scored in that frame: its
+    rows 420..840 lie below the GT's rows 128..384, so I = 0 and U = |GT| + |box|."""
     root = tmp_path / "data"
     mask = rectangle_mask(200, 400, [(150, 50, 350, 150)])
     image = np.full((200, 400, 3), 90, np.uint8)
