@@ -774,3 +774,23 @@ def test_prompt_geometry_of_the_protocol_reaches_the_scorer(fixed_box, tmp_path,
         boxes[protocol] = s["prompts"][0]["bbox_2d"]
     assert boxes["t2s-compat"] == [900, 500, -20, 100]
     assert boxes["strict"] == [0, 100, 840, 500]
+
+
+def test_frames_pad_and_map_back():
+    from types import SimpleNamespace
+
+    from t2s_env.frames import load_frames, map_prompt, pad_frame
+    from t2s_env.prompt import GeometricPrompt
+
+    image = np.full((100, 300, 3), 200, np.uint8)
+    mask = rectangle_mask(100, 300, [(30, 10, 60, 40)])
+    padded, pmask = pad_frame(image, mask, 600)
+    assert padded.shape == (600, 600, 3) and pmask.shape == (600, 600)
+    assert padded[:200].min() > 150 and padded[200:].max() == 0  # content 600x200, then black
+    assert pmask.sum() == (120 - 60) * (80 - 20) and pmask[20:80, 60:120].all()
+    p = map_prompt(GeometricPrompt(box=(84, 42, 168, 84), positive_points=((42, 21),)), 300 / 840, 100 / 840)
+    assert p.box == pytest.approx((30, 5, 60, 10)) and p.positive_points[0] == pytest.approx((15, 2.5))
+    sample = SimpleNamespace(load=lambda: (image, mask))
+    f = load_frames(sample, 600, "pad", "original")
+    assert f.framed.image.shape == (600, 600, 3) and f.image.shape == (100, 300, 3) and f.scale == (0.5, 0.5)
+    assert load_frames(sample, 840, "square", "agent").scale is None
