@@ -92,6 +92,14 @@ def resolve_agent(name: str) -> tuple[type[Agent], AgentSource]:
     """The class behind a built-in name, an entry-point name or an import path, and where
     it comes from. A built-in whose optional dependency is missing raises ImportError (the
     caller says it is not available); every plug-in failure is a ConfigError naming it."""
+    cls, kind, target, module, dist = _resolve(name)
+    if kind == "builtin":
+        return cls, AgentSource(kind, target, _own_version(), "think2seg")
+    return cls, AgentSource(kind, target, *_version_of(module, dist))
+
+
+def _resolve(name: str) -> tuple[type[Agent], str, str, Any, Any]:
+    """(class, kind, import path, module, entry point's distribution or None)."""
     dist = None
     if name in REGISTRY:
         kind, target = "builtin", REGISTRY[name]
@@ -120,7 +128,20 @@ def resolve_agent(name: str) -> tuple[type[Agent], AgentSource]:
         what = f"class {cls.__qualname__}" if inspect.isclass(cls) else type(cls).__name__
         raise ConfigError(f"agent {name!r} is not an agent: {target} is a {what}, "
                           "not a subclass of think2seg.agents.Agent")
-    return cls, AgentSource(kind, target, *_version_of(module, dist))
+    return cls, kind, target, module, dist
+
+
+def _own_version() -> str | None:
+    try:
+        return importlib.metadata.version("think2seg")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _top_level_distributions() -> Mapping[str, list[str]]:
+    """Top-level package -> distributions (scans every installed one: slow, so once)."""
+    return importlib.metadata.packages_distributions()
 
 
 def _version_of(module: Any, dist: Any) -> tuple[str | None, str | None]:
@@ -135,7 +156,7 @@ def _version_of(module: Any, dist: Any) -> tuple[str | None, str | None]:
         own = getattr(sys.modules.get(".".join(parts[:i])), "__version__", None)
         if own is not None:
             return str(own), None
-    for name in importlib.metadata.packages_distributions().get(parts[0], []):
+    for name in _top_level_distributions().get(parts[0], []):
         try:
             return importlib.metadata.version(name), name
         except importlib.metadata.PackageNotFoundError:
@@ -145,7 +166,7 @@ def _version_of(module: Any, dist: Any) -> tuple[str | None, str | None]:
 
 def agent_class(name: str) -> type[Agent]:
     """The class of a built-in name, an entry-point name or ``module.path:Class``."""
-    return resolve_agent(name)[0]
+    return _resolve(name)[0]
 
 
 def agent_source(spec: "str | Mapping[str, Any]") -> dict[str, Any]:
