@@ -378,7 +378,8 @@ def _observation(framed: Any, job: Job, agent: Agent) -> tuple[dict, dict]:
 def _tile(frames: Frames, record: Mapping[str, Any], result: ScoreResult) -> np.ndarray:
     """The overlay in the scoring frame (image, GT and prompts as the segmenter saw them)."""
     caption = f"{record['sample_id']}  IoU {record['iou']:.2f}"
-    return tensorboard_log.make_tile(frames.image, frames.gt_mask, result.mask, result.prompts, caption)
+    return tensorboard_log.make_tile(frames.image, frames.gt_mask, result.mask, result.prompts, caption,
+                                     question=record.get("question"))
 
 
 def process_batch(job: Job, indices: list[int], scorers: tuple[Scorer, Scorer], progress: Any) -> None:
