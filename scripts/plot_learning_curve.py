@@ -49,13 +49,13 @@ def _pairs(items: Sequence[str], flag: str) -> list[tuple[str, float]]:
 
 
 def plot(runs: Sequence[Path], out: Path, labels: Sequence[str] = (), baselines: Sequence[tuple[str, float]] = (),
-         finals: Sequence[tuple[str, float]] = (), title: str | None = None) -> Path:
+         finals: Sequence[tuple[str, float]] = (), title: str | None = None, show_train: bool = True) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(10.5, 4.8), dpi=110)
     logged: dict[str, float] = {}
     last_step = 0
     for k, run in enumerate(runs):
@@ -64,7 +64,11 @@ def plot(runs: Sequence[Path], out: Path, labels: Sequence[str] = (), baselines:
             raise ConfigError(f"{run} has no val/giou scalars; is it a `t2s train rl` output folder?")
         steps, values = zip(*scalars["val/giou"])
         label = labels[k] if k < len(labels) else run.name
-        ax.plot(steps, values, marker="o", markersize=3, linewidth=1.8, label=f"{label}: val gIoU")
+        line, = ax.plot(steps, values, marker="o", markersize=3, linewidth=1.8, label=f"{label}: val gIoU")
+        if show_train and "train/iou" in scalars:  # the same measure on the images it trains on
+            t_steps, t_values = zip(*scalars["train/iou"])
+            ax.plot(t_steps, [100 * v for v in t_values], linestyle=":", linewidth=1.2, color=line.get_color(),
+                    label=f"{label}: train mean IoU ×100 (sampled actions)")
         last_step = max(last_step, steps[-1])
         for tag, points in scalars.items():
             if tag.startswith("baseline/"):
@@ -77,11 +81,11 @@ def plot(runs: Sequence[Path], out: Path, labels: Sequence[str] = (), baselines:
         ax.plot([last_step], [value], marker="*", markersize=12, linestyle="none",
                 color=colors[(j + 5) % len(colors)], label=f"{name}: {value:.2f}")
     ax.set_xlabel("environment steps (scored actions)")
-    ax.set_ylabel("gIoU on val (%)")
+    ax.set_ylabel("IoU (%)")
     ax.set_title(title or "PPO (tianshou) box policy on Think2Seg synthetic")
     ax.grid(alpha=0.3)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7, loc="upper left", framealpha=0.9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), framealpha=0.9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -102,10 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--baseline", action="append", default=[], help="NAME=VALUE horizontal line")
     p.add_argument("--final", action="append", default=[], help="NAME=VALUE point at the last step")
     p.add_argument("--title")
+    p.add_argument("--no-train", action="store_true", help="leave out the train IoU curve")
     args = p.parse_args(argv)
     try:
         path = plot(args.runs, args.out, args.label, _pairs(args.baseline, "--baseline"), _pairs(args.final, "--final"),
-                    args.title)
+                    args.title, show_train=not args.no_train)
     except ConfigError as exc:
         print(f"plot_learning_curve: error: {exc}", file=sys.stderr)
         return 2

@@ -76,7 +76,7 @@ class RLConfig:
     # PPO
     num_envs: int = 8
     vectorization_mode: Literal["sync", "async"] = "sync"
-    total_env_steps: int = 60000
+    total_env_steps: int = 30720
     steps_per_update: int = 512
     batch_size: int = 128
     update_epochs: int = 4
