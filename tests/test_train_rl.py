@@ -7,8 +7,6 @@ read the question and find the square; a random box rarely overlaps it.
 
 from __future__ import annotations
 
-import io
-import contextlib
 import json
 
 import numpy as np
