@@ -64,7 +64,7 @@ def gpu_bf16(monkeypatch):
 
 # -- configuration --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["grpo_3b", "grpo_7b", "grpo_3b_lora_1gpu", "grpo_tiny_cpu"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("grpo_*.yaml")))
 def test_recipes_load(name, gpu_bf16):
     cfg = tg.load_config(["--config", str(CONFIGS / f"{name}.yaml")])
     t = cfg.training
