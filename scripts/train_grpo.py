@@ -229,6 +229,13 @@ def check_config(script: ScriptArguments, training: Any, model: Any) -> int:
         raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {model.dtype!r}")
     if model.load_in_4bit or model.load_in_8bit:
         raise ConfigError("load_in_4bit / load_in_8bit are not supported by this script; use use_peft=true instead")
+    if model.lora_target_parameters:
+        raise ConfigError("lora_target_parameters is not supported by this script; use lora_target_modules")
+    if model.model_revision not in (None, "", "main"):
+        # The policy, its processor and trl's reference copy would each resolve the id on their own.
+        raise ConfigError(f"model_revision={model.model_revision} is not supported; download that revision "
+                          f"(hf download ID --revision {model.model_revision} --local-dir DIR) and pass "
+                          "model_name_or_path=DIR")
     if script.torch_threads is not None and script.torch_threads < 1:
         raise ConfigError(f"torch_threads must be >= 1 or null, got {script.torch_threads}")
     get_variant(script.prompt_variant)
@@ -388,7 +395,7 @@ def resolve_model_path(cfg: Config) -> str:
 
     if _is_local(name):
         return os.path.expanduser(name)
-    return resolve_hub_model(name, cfg.model.model_revision)
+    return resolve_hub_model(name)
 
 
 def resolve_hub_model(repo_id: str, revision: str | None = None) -> str:

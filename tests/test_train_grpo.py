@@ -124,6 +124,8 @@ def test_overrides_both_syntaxes_are_type_checked():
         (["torch_threads=0"], "torch_threads must be >= 1"),
         (["dtype=float64"], "dtype must be"),
         (["output_dir="], "output_dir is empty"),
+        (["model_revision=v2"], "model_revision=v2 is not supported; download that revision"),
+        (["load_in_4bit=true"], "load_in_4bit / load_in_8bit are not supported"),
         (["output_dir=null"], "output_dir is empty"),
     ]:
         with pytest.raises(ConfigError, match=message) as info:
