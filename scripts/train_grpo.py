@@ -558,14 +558,11 @@ def build_rewards(cfg: Config, data: TrainData, monitor: RewardMonitor) -> tuple
 # ---------------------------------------------------------------------------------------
 # 5. TensorBoard extras: sample completions as text, periodic validation with overlays.
 # ---------------------------------------------------------------------------------------
-def _trainer_callback_base():
-    from transformers import TrainerCallback
-
-    return TrainerCallback
-
-
-class T2SCallback(_trainer_callback_base()):  # type: ignore[misc]
-    """Writes sample completions and validation results into trl's TensorBoard run."""
+class T2SCallback:
+    """Writes sample completions and validation results into trl's TensorBoard run. A
+    transformers ``TrainerCallback`` once made by :func:`make_callback` (the base class is
+    added there so that importing this script, e.g. for ``t2s --help``, skips ~2 s of
+    transformers' trainer imports)."""
 
     def __init__(self, cfg: Config, monitor: RewardMonitor, val: ValData | None, scorer: Scorer) -> None:
         self.cfg = cfg
@@ -656,6 +653,17 @@ class T2SCallback(_trainer_callback_base()):  # type: ignore[misc]
                 for q, t, r in zip(val.questions[:4], texts[:4], results[:4])), step)
             w.flush()
         return metrics
+
+
+@functools.cache
+def _callback_class() -> type:
+    from transformers import TrainerCallback
+
+    return type("T2SCallback", (T2SCallback, TrainerCallback), {})
+
+
+def make_callback(cfg: Config, monitor: RewardMonitor, val: ValData | None, scorer: Scorer) -> T2SCallback:
+    return _callback_class()(cfg, monitor, val, scorer)
 
 
 def _trainer_class():
@@ -759,7 +767,7 @@ def build_run(cfg: Config) -> Run:
                             state.process_index)
     reward_funcs, scorer = build_rewards(cfg, data, monitor)
     model = load_policy(model_path, cfg)  # after GRPOConfig (parsed first): ZeRO-3 must see it first
-    callback = T2SCallback(cfg, monitor, val, scorer)
+    callback = make_callback(cfg, monitor, val, scorer)
     trainer = _trainer_class()(
         model=model,
         reward_funcs=reward_funcs,
