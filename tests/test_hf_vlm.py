@@ -142,6 +142,9 @@ def test_unknown_family_names_the_path(tiny_dirs, tmp_path):
         make_agent(f"hf-vlm:{tiny_dirs['llava']}", family="gemma")
     with pytest.raises(ConfigError, match="InternVL3 model, but family=llava"):
         make_agent(f"hf-vlm:{tiny_dirs['internvl']}", family="llava", max_new_tokens=2)
+    with pytest.raises(ConfigError, match="image_size must be an integer"):
+        make_agent(f"hf-vlm:{tiny_dirs['llava']}", image_size="big")
+    assert make_agent(f"hf-vlm:{tiny_dirs['llava']}", image_size="none", max_new_tokens=2).image_size is None
 
 
 def test_model_dir_without_weights_or_processor(tiny_dirs, tmp_path):

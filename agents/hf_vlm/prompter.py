@@ -115,8 +115,12 @@ class HFVLMPrompter(Agent):
             raise ConfigError(f"{self.model_path} holds a {fam.label} model, but family={expected.name} was given")
         self.family: Family = fam
         self.coord_frame = get_coord_frame(coord_frame or fam.coord_frame).name
+        if isinstance(image_size, str) and image_size.lower() in ("none", "null", ""):
+            image_size = None  # from a command line: keep images as observed
         if image_size == AUTO:
             image_size = fam.image_size
+        if image_size is not None and (isinstance(image_size, bool) or not str(image_size).isdigit() or int(image_size) < 16):
+            raise ConfigError(f"image_size must be an integer >= 16, auto or none, got {image_size!r}")
         self.image_size = None if image_size is None else int(image_size)
         if isinstance(processor, str):
             self.processor = load_processor(os.path.expanduser(processor), fam, self.image_size)
