@@ -87,7 +87,7 @@ def test_vector_env_steps(benchmark, figures, mode, num_envs):
                             segmenter="box", image_size=RL_FRAME)
     try:
         for i in range(len(dataset)):  # warm every sub-env's frame cache (one per sub-env)
-            venv.call("reset", options={"index": i})
+            venv.reset(options={"index": i})
         venv.reset(seed=0)
         rng = np.random.default_rng(0)
         batch = rng.uniform(0, 1, (num_envs, 4)).astype(np.float32)
