@@ -3,7 +3,7 @@
 - :class:`QwenPrompter`: the agent (``t2s bench --agents qwen:/path/to/checkpoint``).
 - :func:`generate_completions`: batched, left-padded generation (also used by training's
   validation pass).
-- :mod:`.loading`: checkpoint checks with one-line errors, processor pinned to the frame.
+- :mod:`.loading`: helpers shared with every family (hub ids, adapters, the processor pinned to the frame).
 - :mod:`.tiny`: a tiny random Qwen2.5-VL built offline (tests, the CPU recipe).
 
 Importing this package does not import transformers; the classes do, when used.
