@@ -63,3 +63,15 @@ class Segmenter:
 
 def empty_masks(k: int, height: int, width: int, device: torch.device) -> torch.Tensor:
     return torch.zeros((k, height, width), dtype=torch.bool, device=device)
+
+
+def instances_by_signature(prompt_sets: Sequence[PromptSet]) -> dict[tuple[bool, int, int], list[tuple[int, GeometricPrompt]]]:
+    """The non-empty instances of every prompt set, as (set index, prompt), grouped by
+    signature (has box, #pos, #neg): a promptable decoder's token layout, which must be
+    equal within one decoder batch."""
+    groups: dict[tuple[bool, int, int], list[tuple[int, GeometricPrompt]]] = {}
+    for j, prompts in enumerate(prompt_sets):
+        for p in prompts:
+            if not p.is_empty:
+                groups.setdefault(p.signature, []).append((j, p))
+    return groups

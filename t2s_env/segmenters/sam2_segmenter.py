@@ -40,7 +40,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..prompt import GeometricPrompt
-from .base import PromptSet, Segmenter, empty_masks
+from .base import PromptSet, Segmenter, empty_masks, instances_by_signature
 
 log = logging.getLogger(__name__)
 
@@ -286,13 +286,7 @@ class SAM2Segmenter(Segmenter):
         masks (an empty set, or one of empty instances, is all-False)."""
         h, w = embedding.orig_hw
         k = len(prompt_sets)
-        # Flatten the instances, grouped by signature: (has box, #pos, #neg) fixes the
-        # token layout, which must be equal within one decoder batch.
-        groups: dict[tuple[bool, int, int], list[tuple[int, GeometricPrompt]]] = {}
-        for j, prompts in enumerate(prompt_sets):
-            for p in prompts:
-                if not p.is_empty:
-                    groups.setdefault(p.signature, []).append((j, p))
+        groups = instances_by_signature(prompt_sets)
         if not groups:
             return empty_masks(k, h, w, self.device)
         # Count of positive instance masks per pixel; OR = count > 0. (index_put_ with

@@ -28,7 +28,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..prompt import GeometricPrompt
-from .base import PromptSet, Segmenter, empty_masks
+from .base import PromptSet, Segmenter, empty_masks, instances_by_signature
 
 CHECKPOINT_ENV = "T2S_SAM3_CHECKPOINT"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -141,11 +141,7 @@ class SAM3Segmenter(Segmenter):
     def decode(self, embedding: SAM3Embedding, prompt_sets: Sequence[PromptSet]) -> torch.Tensor:
         h, w = embedding.orig_hw
         k = len(prompt_sets)
-        groups: dict[tuple[bool, int, int], list[tuple[int, GeometricPrompt]]] = {}
-        for j, prompts in enumerate(prompt_sets):
-            for p in prompts:
-                if not p.is_empty:
-                    groups.setdefault(p.signature, []).append((j, p))
+        groups = instances_by_signature(prompt_sets)
         if not groups:
             return empty_masks(k, h, w, self.device)
         hits = torch.zeros((k, h, w), dtype=torch.int32, device=self.device)
