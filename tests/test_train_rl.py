@@ -246,3 +246,18 @@ def test_generalized_iou():
     far = tr.generalized_iou(a, np.array([0.9, 0.9, 1.0, 1.0]))
     near = tr.generalized_iou(a, np.array([0.55, 0.55, 0.65, 0.65]))
     assert -1 <= far < near < 0
+
+
+@pytest.mark.slow
+def test_learning_curve_plot(trained, tmp_path, capsys):
+    from think2seg.scripts.plot_learning_curve import main as plot_main
+
+    _, out, _ = trained
+    png = tmp_path / "curve.png"
+    assert plot_main([str(out), "--out", str(png), "--baseline", "center-box:0.5 (bench)=4.0",
+                      "--final", "rl (bench)=5.0"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_main([str(out), "--out", str(png), "--baseline", "no-value"]) == 2
+    assert plot_main([str(tmp_path), "--out", str(png)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "expected NAME=NUMBER" in err[0] and "no TensorBoard events" in err[1]
