@@ -1,4 +1,5 @@
-"""Throughput of the parser, the env step and SAM2 group scoring (pytest-benchmark).
+"""Throughput of the env step and SAM2 group scoring (pytest-benchmark; the parser has
+its own suite, benchmarks/test_bench_parser.py).
 
     .venv/bin/pytest benchmarks/test_bench_env.py --benchmark-only       # timings
     .venv/bin/pytest benchmarks/test_bench_env.py --benchmark-disable    # smoke run
@@ -19,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from t2s_env import Think2SegEnv, parse_completion
+from t2s_env import Think2SegEnv
 from t2s_env.datasets import make_dataset
 from t2s_env.instructions import format_completion
 from t2s_env.prompt import GeometricPrompt
@@ -46,39 +47,6 @@ def oracle_prompt(gt: np.ndarray) -> list[GeometricPrompt]:
     p1 = (int(xs[order[0]]), int(ys[order[0]]))
     p2 = (int(xs[order[len(order) // 3]]), int(ys[order[len(order) // 3]]))
     return [GeometricPrompt(box=(x, y, x + w, y + h), positive_points=(p1, p2))]
-
-
-# -- parser ---------------------------------------------------------------------------------
-
-_BOX = '{"bbox_2d": [310,360,567,586], "positive_points": [[434, 474], [450, 460]]}'
-COMPLETIONS = [
-    # the protocol's answer, one and three instances
-    f"<think> The dry docks sit along the quay on the left. </think>\n<answer>```json[{_BOX}]```</answer>",
-    "<think> " + "Several piers are visible; the slipways are near the cranes. " * 12 + "</think> "
-    '<answer>```json[{"bbox_2d": [10,200,100,320], "positive_points": [[50, 250], [90, 300]]}, '
-    f'{_BOX}, {{"bbox_2d": [600,620,700,790], "positive_points": [[650, 700], [660, 710]]}}]```</answer>',
-    # no target
-    "<think> Nothing here. </think>\n<answer>```json[]```</answer>",
-    # duplicate boxes (NMS), float coordinates, out-of-image coordinates (clipping)
-    '<think>x</think><answer>```json[{"bbox_2d": [300.5,350,570,590], "positive_points": [[434, 474], [450, 460]]}, '
-    f'{_BOX}, {{"bbox_2d": [-20,800,900,1200], "positive_points": [[5, 830], [10, 835]]}}]```</answer>',
-    # broken JSON that needs the repair parser (trailing comma, single quotes)
-    "<think> t </think><answer>```json[{'bbox_2d': [1,2,30,40], 'positive_points': [[5,6],[7,8]],},]```</answer>",
-    # no fence (fails strict), wrong point count, no answer tag, plain garbage
-    f"<think> t </think><answer>[{_BOX}]</answer>",
-    '<think> t </think><answer>```json[{"bbox_2d": [1,2,30,40], "positive_points": [[5,6]]}]```</answer>',
-    "I think the answer is the harbour on the left, around (300, 400).",
-]
-
-
-def test_parser_throughput(benchmark, figures):
-    def parse_all():
-        return [parse_completion(c, "bbox+2pos", "strict", (840, 840)) for c in COMPLETIONS]
-
-    out = benchmark(parse_all)
-    assert [a.ok for a in out][:4] == [True, True, True, True] and not out[-1].ok
-    t = statistics.median(timed(parse_all, 50))  # (benchmark.stats is None under --benchmark-disable)
-    figures("parser: completions/s (strict, mix of 8)", len(COMPLETIONS) / t, "completions/s")
 
 
 # -- env steps ------------------------------------------------------------------------------
