@@ -29,26 +29,11 @@ from t2s_env.parser import ParsedAnswer, parse_completion, think_format_ok
 from t2s_env.prompt import GeometricPrompt
 from t2s_env.scoring import Scorer
 
-SPEC_PATH = Path("/work/shared/SPEC.md")
-
-# Hard-coded copies of SPEC §2 (used when the SPEC file is not available, and checked
-# against it when it is). Note the two spaces after "1." and "2." and the trailing
-# space after "</think>" on the example line.
-SPEC_SYSTEM = (
-    "You are a remote sensing analysis assistant. Your task is to generate spatial prompts "
-    "for the Segment Anything Model (SAM) based on a user's request."
-)
-SPEC_USER = (
-    'Please find "{Question}", identify the target. For each target instance, provide:\n'
-    "1.  `bbox_2d`: A tight bounding box.\n"
-    "2.  `positive_points`: Exactly two points, placed inside the target.\n"
-    "Output your thinking process in <think> </think> tags.\n"
-    "Output the final answer in <answer> </answer> tags with the specified JSON format. "
-    "If no targets are found, output an empty list.\n"
-    "i.e. <think> thinking process here </think> \n"
-    '<answer>```json[{"bbox_2d": [310,360,567,586], "positive_points": [[434, 474], [450, 460]]}, '
-    '{"bbox_2d": [10,200,100,320], "positive_points": [[50, 250], [90, 300]]}]```</answer>'
-)
+# SPEC §2's strings, pinned in the repository (tests/test_spec_strings.py checks the pin
+# against its sha256 and, where the checkout sits next to it, against SPEC.md itself).
+_PINNED = json.loads((Path(__file__).parent / "data" / "spec_prompt_strings.json").read_text(encoding="utf-8"))
+SPEC_SYSTEM = _PINNED["system"]
+SPEC_USER = _PINNED["user"]
 NEG_LINE = (
     "3.  `negative_points`: Exactly two points, placed outside the target's boundary to "
     "separate it from the background."
@@ -63,15 +48,6 @@ EXPECTED_COUNTS = {  # variant -> (box required/used, #positive, #negative)
     "bbox+4pos": (True, 4, 0),
     "bbox+2pos+2neg": (True, 2, 2),
 }
-
-
-def _spec_block(after: str) -> str:
-    """The first fenced block (closing fence: a line that is exactly ```) after ``after``."""
-    text = SPEC_PATH.read_text(encoding="utf-8")
-    start = text.index(after)
-    open_ = text.index("\n```\n", start) + len("\n```\n")
-    close = text.index("\n```\n", open_)
-    return text[open_:close]
 
 
 def _answer(instances, think="the harbour has dry docks", fence=True) -> str:
@@ -95,12 +71,6 @@ def _inst(box=None, pos=None, neg=None) -> dict:
 TWO = [[15, 15], [20, 20]]
 
 # -- prompt strings (SPEC §2) -------------------------------------------------------------
-
-
-@pytest.mark.skipif(not SPEC_PATH.exists(), reason="SPEC.md not available")
-def test_hardcoded_strings_match_spec_file():
-    assert _spec_block("System text:") == SPEC_SYSTEM
-    assert _spec_block("User text (") == SPEC_USER
 
 
 def test_default_system_and_user_text_byte_for_byte():
