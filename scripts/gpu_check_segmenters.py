@@ -65,6 +65,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_SIZES = ("tiny", "small", "base_plus", "large")
+DOC_BEGIN = "<!-- gpu_check_segmenters: begin -->"
+DOC_END = "<!-- gpu_check_segmenters: end -->"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -87,6 +89,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="markdown report (default $OUT/segmenters.md if $OUT is set)")
     p.add_argument("--wheels", default=None, help="directory of wheels to unpack first (sam2, hydra-core, ...)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (CPU smoke runs on busy machines)")
+    p.add_argument("--decode-batches", default="1,4,16,64",
+                   help="max_decode_batch values swept against upstream's masks (default 1,4,16,64; '' skips)")
+    p.add_argument("--doc", default=None,
+                   help="also write the table into this markdown file between the markers " + DOC_BEGIN + " and "
+                        + DOC_END + " (docs/performance.md), replacing the previous table")
+    p.add_argument("--doc-from", default=None, metavar="JSON",
+                   help="only write --doc from a segmenters.json a GPU run brought back, then exit")
     return p.parse_args(argv)
 
 
@@ -147,6 +156,18 @@ def make_batch(np, GeometricPrompt, b: int, g: int, side: int, n_points: int, se
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.doc_from:
+        if not args.doc:
+            print("gpu_check_segmenters: error: --doc-from needs --doc", file=sys.stderr)
+            return 2
+        try:
+            report = json.loads(Path(args.doc_from).read_text())
+            write_doc(args.doc, report["header"], report["rows"])
+        except (OSError, ValueError, KeyError) as e:
+            print(f"gpu_check_segmenters: error: --doc-from {args.doc_from}: not a segmenters.json report ({e})",
+                  file=sys.stderr)
+            return 2
+        return 0
     t_start = time.perf_counter()
     if args.wheels:
         install_wheels(args.wheels)
@@ -169,6 +190,7 @@ def main(argv=None) -> int:
         print("gpu_check_segmenters: CUDA is not available; use --device cpu for a smoke run", file=sys.stderr)
         return 2
     sizes = [mod.canonical_size(s) for s in args.sizes.split(",") if s.strip()]
+    decode_batches = [int(v) for v in args.decode_batches.split(",") if v.strip()]
     out = args.out or (str(Path(os.environ["OUT"]) / "segmenters.md") if os.environ.get("OUT") else None)
 
     def sync() -> None:
@@ -288,6 +310,10 @@ def main(argv=None) -> int:
             "peak_mem_GiB": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
             "wall_s": time.perf_counter() - t0,
         }
+        if decode_batches:
+            row["decode_sweep"] = decode_sweep(seg, embs, sets, images, pred, mod, decode_batches, bench,
+                                               args.warmup, args.repeats)
+            row["recommended_decode_batch"] = recommend_decode_batch(row["decode_sweep"])
         rows.append(row)
         print(f"[{size}] group {t_a * 1e3:.1f} ms ({row['prompts_per_s_group']:.0f} prompts/s) | upstream "
               f"{t_b * 1e3:.1f} ms ({row['prompts_per_s_upstream']:.0f} prompts/s) | encoder {t_c * 1e3:.1f} ms | "
@@ -295,10 +321,22 @@ def main(argv=None) -> int:
               f"{'OK' if row['ok_speedup'] else 'MISS'}) | overhead x{overhead:.3f} (target <= 1.15: "
               f"{'OK' if row['ok_overhead'] else 'MISS'}) | max |dIoU| {row['iou_max_abs_diff']:.4f} | "
               f"{row['wall_s']:.0f} s", flush=True)
+        for d in row.get("decode_sweep", []):
+            print(f"[{size}] max_decode_batch {d['max_decode_batch']}: decode {d['t_decode_s'] * 1e3:.1f} ms, "
+                  f"{d['pixels_differing']} pixels differ from upstream's masks in {d['masks_differing']}/"
+                  f"{d['masks']} masks, max |dIoU| {d['iou_max_abs_diff']:.2e}", flush=True)
+        if "recommended_decode_batch" in row:
+            rec = row["recommended_decode_batch"]
+            print(f"[{size}] RECOMMENDATION for {device.type}: max_decode_batch={rec['value']} ({rec['why']})",
+                  flush=True)
         del seg, model, pred, embs, batch, tokens
         write_report(out, header, rows)
+        if args.doc:
+            write_doc(args.doc, header, rows)
 
     write_report(out, header, rows)
+    if args.doc:
+        write_doc(args.doc, header, rows)
     done = [r for r in rows if "skipped" not in r]
     ok = bool(done) and all(r["ok_speedup"] and r["ok_overhead"] for r in done) and len(done) == len(rows)
     print(f"[done] {len(done)}/{len(rows)} sizes measured in {time.perf_counter() - t_start:.0f} s; "
@@ -306,14 +344,67 @@ def main(argv=None) -> int:
     return 0 if ok else 1
 
 
-def write_report(out: str | None, header: dict, rows: list[dict]) -> None:
-    if not out:
-        return
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def decode_sweep(seg, embs, sets, images, pred, mod, values, bench, warmup: int, repeats: int) -> list[dict]:
+    """For each ``max_decode_batch`` value: the median time of the group path's decode of
+    every image's prompt sets (encodings reused), and how its masks differ from upstream's
+    per-completion masks (``set_image`` + one ``predict`` per instance), pixel by pixel."""
+    import numpy as np
+    import torch
+
+    ref = []
+    with seg.context():
+        for img, prompt_sets in zip(images, sets):
+            pred.set_image(img)
+            ref.append(np.stack([mod.upstream_predict(pred, prompts, img.shape[:2]) for prompts in prompt_sets]))
+    out = []
+    saved = seg.max_decode_batch
+    try:
+        for v in values:
+            seg.max_decode_batch = int(v)
+
+            def decode_all():
+                return [seg.decode(emb, prompt_sets) for emb, prompt_sets in zip(embs, sets)]
+
+            t = bench(decode_all, warmup, repeats)
+            masks = [m.cpu().numpy() for m in decode_all()]
+            diff = [int((m != r).sum()) for mm, rr in zip(masks, ref) for m, r in zip(mm, rr)]
+            ious = []
+            for mm, rr in zip(masks, ref):
+                for m, r in zip(mm, rr):
+                    # IoU of each path's mask with the other's union gives the IoU change
+                    # a GT equal to upstream's mask would see: 1 - |m ^ r| / |m | r|
+                    union = int((m | r).sum())
+                    ious.append(0.0 if union == 0 else float((m ^ r).sum()) / union)
+            out.append({"max_decode_batch": int(v), "t_decode_s": t, "pixels_differing": int(sum(diff)),
+                        "masks_differing": int(sum(d > 0 for d in diff)), "masks": len(diff),
+                        "iou_max_abs_diff": max(ious) if ious else 0.0})
+            del masks
+            torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    finally:
+        seg.max_decode_batch = saved
+    return out
+
+
+def recommend_decode_batch(sweep: list[dict]) -> dict:
+    """The fastest value whose masks equal upstream's; when none does, the fastest value
+    (and the reason says the masks differ)."""
+    exact = [d for d in sweep if d["pixels_differing"] == 0]
+    pool = exact or sweep
+    best = min(pool, key=lambda d: d["t_decode_s"])
+    fastest = min(sweep, key=lambda d: d["t_decode_s"])
+    if exact:
+        why = (f"fastest of the values with masks bit-identical to upstream's ({best['t_decode_s'] * 1e3:.1f} ms; "
+               f"fastest overall {fastest['max_decode_batch']}: {fastest['t_decode_s'] * 1e3:.1f} ms)")
+    else:
+        why = (f"no value gave upstream's masks exactly; fastest ({best['t_decode_s'] * 1e3:.1f} ms, "
+               f"{best['pixels_differing']} pixels differ)")
+    return {"value": best["max_decode_batch"], "exact": bool(exact), "why": why}
+
+
+def report_lines(header: dict, rows: list[dict]) -> list[str]:
     h = header
     lines = [
-        "# SAM2 segmenter GPU check",
+        "### SAM2 segmenter check (`scripts/gpu_check_segmenters.py`)",
         "",
         f"Device: **{h['device']}**; torch {h['torch']} (CUDA {h['cuda']}), Python {h['python']}.",
         f"Batch: B={h['B']} images of {h['side']}² with G={h['G']} completions each, one box + {h['points']} "
@@ -340,8 +431,50 @@ def write_report(out: str | None, header: dict, rows: list[dict]) -> None:
             f"{r['prompts_per_s_upstream']:.0f} | {r['speedup']:.2f} | {r['overhead']:.3f} | {targets} | "
             f"{r['iou_max_abs_diff']:.4f} | {mem} |"
         )
-    path.write_text("\n".join(lines) + "\n")
+    sweeps = [r for r in rows if r.get("decode_sweep")]
+    if sweeps:
+        lines += [
+            "",
+            "Decode batch (`max_decode_batch`, instances per mask-decoder call) against upstream's masks: the "
+            "group path's decode of all B×G prompt sets (encodings reused), median time; pixels that differ from "
+            "upstream's per-completion masks; largest IoU change 1 − |a ⊕ b| / |a ∪ b|.",
+            "",
+            "| size | max_decode_batch | decode ms | pixels differing (masks) | max IoU change | recommended |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in sweeps:
+            rec = r["recommended_decode_batch"]
+            for d in r["decode_sweep"]:
+                mark = "**yes**" if d["max_decode_batch"] == rec["value"] else ""
+                lines.append(f"| {r['size']} | {d['max_decode_batch']} | {d['t_decode_s'] * 1e3:.1f} | "
+                             f"{d['pixels_differing']} ({d['masks_differing']}/{d['masks']}) | "
+                             f"{d['iou_max_abs_diff']:.1e} | {mark} |")
+    return lines
+
+
+def write_report(out: str | None, header: dict, rows: list[dict]) -> None:
+    if not out:
+        return
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(report_lines(header, rows)) + "\n")
     path.with_suffix(".json").write_text(json.dumps({"header": header, "rows": rows}, indent=2, default=float))
+
+
+def write_doc(doc: str, header: dict, rows: list[dict]) -> None:
+    """Replace the text between DOC_BEGIN and DOC_END in ``doc`` with the table (the
+    markers are appended at the end when the file has none)."""
+    path = Path(doc)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    block = DOC_BEGIN + "\n" + "\n".join(report_lines(header, rows)) + "\n" + DOC_END
+    begin, end = text.find(DOC_BEGIN), text.find(DOC_END)
+    if begin >= 0 and end > begin:
+        text = text[:begin] + block + text[end + len(DOC_END):]
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)  # never a half-written doc
 
 
 if __name__ == "__main__":

@@ -59,6 +59,11 @@ CHECKPOINT_ENV = "T2S_SAM2_CHECKPOINTS"
 DEFAULT_SIZE = "small"  # upstream's choice in every script
 #: elements of upsampled float32 logits per step of decode (2**26: 256 MB)
 _UPSAMPLE_BUDGET = 1 << 26
+#: ``max_decode_batch`` when none is given, per device type. CPU: 1, measured -- one prompt
+#: per decoder call gives upstream's masks bit for bit and was faster than batches (several
+#: prompts per call move fp32 logits by ~1e-7, enough to flip a few pixels; see
+#: docs/performance.md). CUDA: 64 until scripts/gpu_check_segmenters.py's sweep is run.
+DEFAULT_DECODE_BATCH = {"cpu": 1, "cuda": 64}
 
 
 def canonical_size(size: str) -> str:
@@ -129,7 +134,8 @@ class SAM2Segmenter(Segmenter):
         dtype: ``"auto"`` (bf16 autocast on CUDA as upstream, fp32 on CPU), ``"bfloat16"``
             or ``"float32"``.
         max_decode_batch: instances per mask-decoder call (bounds the decoder's memory;
-            upsampling to the image size is further split to ~256 MB steps).
+            upsampling to the image size is further split to ~256 MB steps). Default per
+            device: :data:`DEFAULT_DECODE_BATCH` (1 on CPU: exact upstream masks).
         mask_threshold: logit threshold after upsampling (``SAM2ImagePredictor``'s 0.0).
         seed: torch seed for random weights (they are reproducible; the global RNG is
             left untouched).
@@ -146,7 +152,7 @@ class SAM2Segmenter(Segmenter):
         image_size: int | None = None,
         compile: bool = False,
         dtype: str = "auto",
-        max_decode_batch: int = 64,
+        max_decode_batch: int | None = None,
         mask_threshold: float = 0.0,
         seed: int = 0,
     ) -> None:
@@ -164,6 +170,8 @@ class SAM2Segmenter(Segmenter):
             raise ConfigError(f"dtype must be 'auto', 'bfloat16' or 'float32', got {dtype!r}")
         if image_size is not None and (int(image_size) < 64 or int(image_size) % 32):
             raise ConfigError(f"SAM2 image_size must be a multiple of 32 and >= 64, got {image_size!r}")
+        if max_decode_batch is None:
+            max_decode_batch = DEFAULT_DECODE_BATCH.get(self.device.type, 64)
         if int(max_decode_batch) < 1:
             raise ConfigError(f"max_decode_batch must be >= 1, got {max_decode_batch!r}")
         self.max_decode_batch = int(max_decode_batch)

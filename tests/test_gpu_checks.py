@@ -1,0 +1,172 @@
+"""The prepared GPU checks, run on CPU with tiny flags: scripts/gpu_check.sh end to end
+(trl's own GRPO step for both policies and both scoring paths, the SAM2 check with its
+decode-batch sweep, both tables written into a copy of docs/performance.md), the
+per-completion reward path's re-encoding, the doc markers, and the CPU decode-batch default."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import gpu_check_grpo  # noqa: E402
+import gpu_check_segmenters  # noqa: E402
+
+
+def _fake_wheel(path: Path, dist: str) -> None:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{dist}/__init__.py", "VALUE = 1\n")
+        z.writestr(f"{dist}-0.1.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+
+
+@pytest.mark.slow
+def test_gpu_check_sh_runs_both_checks_on_cpu_and_fills_the_doc(tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _fake_wheel(wheels / "t2sfakea-0.1-py3-none-any.whl", "t2sfakea")
+    # a big wheel travels as an xz tar of its unpacked files (the 64 MiB carry limit)
+    _fake_wheel(tmp_path / "b.whl", "t2sfakeb")
+    with zipfile.ZipFile(tmp_path / "b.whl") as z, tarfile.open(
+            wheels / "t2sfakeb-0.1-py3-none-any.whl.tar.xz", "w:xz") as t:
+        for name in z.namelist():
+            data = z.read(name)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    _fake_wheel(wheels / "numpy-0.1-py3-none-any.whl", "numpy")  # present: must not shadow the real one
+    doc = tmp_path / "performance.md"
+    original = (REPO / "docs" / "performance.md").read_text(encoding="utf-8")
+    doc.write_text(original, encoding="utf-8")
+    out = tmp_path / "out"
+    env = dict(os.environ, OUT=str(out), DOC=str(doc), WHEELS=str(wheels), PY=sys.executable,
+               SEG_ARGS="--device cpu --sizes tiny --batch 1 --group 2 --side 128 --image-size 128 --repeats 1 "
+                        "--warmup 0 --upstream-repeats 1 --decode-batches 1,2 --threads 1",
+               GRPO_ARGS="--tiny --threads 1 --segmenter sam2:tiny --sam-image-size 128")
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=240)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "installed t2sfakea-0.1-py3-none-any.whl" in log
+    assert "installed t2sfakeb-0.1-py3-none-any.whl.tar.xz" in log
+    assert "have numpy on the image" in log
+    assert "RECOMMENDATION for cpu: max_decode_batch=" in log
+
+    grpo = json.loads((out / "gpu_check_grpo.json").read_text())
+    assert [p["family"] for p in grpo["policies"]] == ["qwen2_5_vl", "qwen3_vl"]
+    for p in grpo["policies"]:
+        modes = [s["mode"] for s in p["steps"]]
+        assert modes == ["group", "group", "per_completion"], modes  # warm-up, then one step per path
+        for mode in ("group", "per_completion"):
+            r = p[mode]
+            assert r["step_s"] > r["generation_s"] > 0 and r["scoring_s"] > 0 and r["new_tokens"] > 0
+    seg = json.loads((out / "segmenters.json").read_text())
+    sweep = seg["rows"][0]["decode_sweep"]
+    assert [d["max_decode_batch"] for d in sweep] == [1, 2]
+    assert seg["rows"][0]["recommended_decode_batch"]["value"] in (1, 2)
+
+    text = doc.read_text(encoding="utf-8")
+    for begin, end in ((gpu_check_segmenters.DOC_BEGIN, gpu_check_segmenters.DOC_END),
+                       (gpu_check_grpo.DOC_BEGIN, gpu_check_grpo.DOC_END)):
+        assert text.count(begin) == 1 and text.count(end) == 1
+    assert "| tiny | 2 |" in text and "tiny Qwen3-VL" in text and "per completion (upstream)" in text
+    assert text.startswith(original.split(gpu_check_segmenters.DOC_BEGIN)[0].rstrip("\n"))
+    assert (out / "performance.md").read_text(encoding="utf-8") == text
+
+
+def test_per_completion_path_encodes_once_per_completion_and_group_path_once():
+    import torch
+    from PIL import Image
+
+    from t2s_env import Scorer
+
+    from t2s_env.segmenters.box import BoxSegmenter
+
+    class CountingSegmenter(BoxSegmenter):
+        encoded = 0
+
+        def encode_batch(self, images):
+            self.encoded += len(images)
+            return super().encode_batch(images)
+
+    seg = CountingSegmenter()
+    scorer = Scorer(seg)
+    image, gt = gpu_check_grpo.make_scene(112)
+    probe = gpu_check_grpo.Probe(torch.device("cpu"))
+    iou = gpu_check_grpo.reward_functions(scorer, lambda _sid: gt, 112, 0, probe)[0]
+    n = 4
+    cols = {"image": [Image.fromarray(image)] * n, "image_id": ["s"] * n, "sample_id": ["s"] * n}
+    junk = [[{"role": "assistant", "content": "no answer"}]] * n  # replaced by synthetic answers
+    group = iou(prompts=["p"] * n, completions=junk, trainer_state=None, **cols)
+    assert seg.encoded == 1
+    probe.mode = "per_completion"
+    per = iou(prompts=["p"] * n, completions=junk, trainer_state=None, **cols)
+    assert seg.encoded == 1 + n
+    assert np.allclose(group, per) and max(group) > 0  # synthetic answers reach the scorer
+    assert probe.current["scoring_s"] > 0
+
+
+@pytest.mark.parametrize("module", [gpu_check_grpo, gpu_check_segmenters])
+def test_doc_table_is_replaced_between_markers(tmp_path, module):
+    doc = tmp_path / "perf.md"
+    doc.write_text("# Perf\n\nintro\n\n## Later section\n\ntext\n", encoding="utf-8")
+
+    def write(marker: str) -> None:
+        if module is gpu_check_grpo:
+            module.write_doc(str(doc), f"table {marker}\n")
+        else:
+            module.write_doc(str(doc), _seg_header(), [{"size": "tiny", "skipped": marker}])
+
+    write("marker-1")
+    first = doc.read_text()
+    assert first.startswith("# Perf\n\nintro\n\n## Later section\n\ntext\n\n" + module.DOC_BEGIN)
+    # a table moved into the middle of the doc is replaced where it stands
+    doc.write_text(first.replace("## Later section\n\ntext\n\n", "") + "\n## Later section\n\ntext\n")
+    write("marker-2")
+    second = doc.read_text()
+    assert second.count(module.DOC_BEGIN) == 1 and "marker-1" not in second and "marker-2" in second
+    assert second.endswith(module.DOC_END + "\n\n## Later section\n\ntext\n")
+
+
+def _seg_header() -> dict:
+    return {"device": "CPU", "torch": "x", "cuda": None, "python": "3", "B": 1, "G": 2, "points": 2, "side": 128,
+            "image_size": 128, "dtype": "auto", "compile": False, "warmup": 0, "repeats": 1, "upstream_repeats": 1}
+
+
+def test_doc_from_json_and_bad_json(tmp_path, capsys):
+    doc = tmp_path / "perf.md"
+    doc.write_text("# Perf\n", encoding="utf-8")
+    report = tmp_path / "segmenters.json"
+    report.write_text(json.dumps({"header": _seg_header(), "rows": [{"size": "large", "skipped": "time budget"}]}))
+    assert gpu_check_segmenters.main(["--doc", str(doc), "--doc-from", str(report)]) == 0
+    assert "| large | skipped: time budget |" in doc.read_text()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    before = doc.read_text()
+    assert gpu_check_segmenters.main(["--doc", str(doc), "--doc-from", str(bad)]) == 2
+    assert "not a segmenters.json report" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        gpu_check_grpo.main(["--doc", str(doc), "--doc-from", str(bad)])
+    assert e.value.code == 2
+    assert doc.read_text() == before  # nothing half-written
+
+
+def test_sam2_decode_batch_default_is_one_on_cpu():
+    pytest.importorskip("sam2")
+    from t2s_env.segmenters.sam2_segmenter import DEFAULT_DECODE_BATCH, SAM2Segmenter
+
+    assert DEFAULT_DECODE_BATCH["cpu"] == 1
+    seg = SAM2Segmenter("tiny", device="cpu", allow_random_weights=True, image_size=64)
+    assert seg.max_decode_batch == 1
+    assert SAM2Segmenter("tiny", device="cpu", allow_random_weights=True, image_size=64,
+                         max_decode_batch=8).max_decode_batch == 8
