@@ -13,7 +13,7 @@
 #   .venv/bin/python scripts/gpu_check_grpo.py --doc docs/performance.md --doc-from FILES_AT/gpu_check_grpo.json
 #
 # Budgets (seconds; env vars override): wheel install ~10, segmenters SEG_BUDGET=120 for
-# starting sizes (hard stop SEG_TIMEOUT=180), GRPO GRPO_BUDGET=120 for starting the second
+# starting sizes (hard stop SEG_TIMEOUT=180), GRPO GRPO_BUDGET=150 for starting the next
 # policy (hard stop GRPO_TIMEOUT=240): at most ~7.2 minutes. Exit status: 0 when both
 # checks finished, else the first failing status (1 from the segmenter check = a target
 # missed; its table is still written). SEG_ARGS / GRPO_ARGS add options to each check and
@@ -69,7 +69,7 @@ log "segmenter check: exit $seg_rc"
 
 # 3. trl GRPOTrainer's own step, Qwen2.5-VL-3B and Qwen3-VL-2B shapes + SAM2.1-small.
 log "GRPO check"
-timeout "${GRPO_TIMEOUT:-240}" "$PY" scripts/gpu_check_grpo.py --time-budget "${GRPO_BUDGET:-120}" \
+timeout "${GRPO_TIMEOUT:-240}" "$PY" scripts/gpu_check_grpo.py --time-budget "${GRPO_BUDGET:-150}" \
     --out "$OUT" --doc "$DOC" ${GRPO_ARGS:-} 2>&1 | tee "$OUT/gpu_check_grpo.log"
 grpo_rc=${PIPESTATUS[0]}
 log "GRPO check: exit $grpo_rc"

@@ -4,7 +4,9 @@ What it times (random weights: compute and memory do not depend on the values). 
 policy -- a 3B-shaped Qwen2.5-VL and a 2B-shaped Qwen3-VL, architecture configs written
 below, no download; the tokenizer and processor are built offline as
 ``think2seg.agents.hf_vlm.tiny`` builds them -- one ``trl.GRPOTrainer`` runs
-``1 + 2 × --steps`` optimizer steps of one 840×840 image, G = ``--num-generations``:
+``1 + 2 × --steps`` optimizer steps of one 840×840 image, G = ``--num-generations``
+(third, ``qwen2_5_vl_lora``: the 3B shape with grpo_3b_lora_1gpu.yaml's LoRA r16 through
+trl's ``peft_config``, for its peak memory):
 
 * step 0: warm-up (kernels, allocator), group scoring, not reported;
 * steps 1..n: **group scoring**, the env's rewards (``t2s_env.make_reward_functions`` over
@@ -73,11 +75,16 @@ QWEN3_VL_2B_VISION = dict(
     spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304, deepstack_visual_indexes=[5, 11, 17],
     hidden_act="gelu_pytorch_tanh",
 )
-POLICIES = ("qwen2_5_vl", "qwen3_vl")
+POLICIES = ("qwen2_5_vl", "qwen3_vl", "qwen2_5_vl_lora")
+#: grpo_3b_lora_1gpu.yaml's adapters: r16 on the language model's projections (the vision
+#: tower stays frozen, no reference copy): its peak memory checks docs/training.md's
+#: single-24-GB-GPU estimate.
+LORA_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 DOC_BEGIN = "<!-- gpu_check_grpo: begin -->"
 DOC_END = "<!-- gpu_check_grpo: end -->"
-SHAPE_NAMES = {"qwen2_5_vl": "Qwen2.5-VL-3B shape", "qwen3_vl": "Qwen3-VL-2B shape"}
-TINY_NAMES = {"qwen2_5_vl": "tiny Qwen2.5-VL", "qwen3_vl": "tiny Qwen3-VL"}
+SHAPE_NAMES = {"qwen2_5_vl": "Qwen2.5-VL-3B shape", "qwen3_vl": "Qwen3-VL-2B shape",
+               "qwen2_5_vl_lora": "Qwen2.5-VL-3B shape, LoRA r16"}
+TINY_NAMES = {"qwen2_5_vl": "tiny Qwen2.5-VL", "qwen3_vl": "tiny Qwen3-VL", "qwen2_5_vl_lora": "tiny Qwen2.5-VL, LoRA r16"}
 
 
 def log(msg: str) -> None:
@@ -229,7 +236,14 @@ def run_policy(family: str, args, device, dtype, scorer) -> dict[str, Any]:
 
     cuda = device.type == "cuda"
     t_build = time.perf_counter()
-    model, processor = build_policy(family, args.tiny, args.image_size, dtype, device)
+    lora = family.endswith("_lora")
+    model, processor = build_policy(family.removesuffix("_lora"), args.tiny, args.image_size, dtype, device)
+    peft_config = None
+    if lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=LORA_MODULES,
+                                 task_type="CAUSAL_LM")
     n_params = sum(p.numel() for p in model.parameters())
     image, gt = make_scene(args.image_size, args.seed)
     n_steps = 1 + 2 * args.steps
@@ -273,7 +287,7 @@ def run_policy(family: str, args, device, dtype, scorer) -> dict[str, Any]:
                 + ", ".join(f"{k} {v:.3f}" for k, v in c.items() if isinstance(v, float)))
 
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=config, train_dataset=data,
-                          processing_class=processor, callbacks=[StepTimer()])
+                          processing_class=processor, callbacks=[StepTimer()], peft_config=peft_config)
     generate = trainer._generate
 
     def timed_generate(prompts):
@@ -288,8 +302,9 @@ def run_policy(family: str, args, device, dtype, scorer) -> dict[str, Any]:
     trainer._generate = timed_generate
     log(f"{family}: built {n_params / 1e9:.3f} B params + trainer in {time.perf_counter() - t_build:.1f} s")
     trainer.train()
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     res: dict[str, Any] = {"family": family, "model": TINY_NAMES[family] if args.tiny else SHAPE_NAMES[family],
-                           "params": n_params, "steps": steps}
+                           "params": n_params, "trainable_params": trainable, "steps": steps}
     for mode in ("group", "per_completion"):
         measured = [s for s in steps[1:] if s["mode"] == mode]
         if not measured:
@@ -317,7 +332,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"{res['steps']} step(s) per scoring path after one warm-up step. Step = trl's training step + optimizer "
         "step; rest = loss, backward, optimizer and trl's bookkeeping.",
         "",
-        "| policy | scoring | step s | generation s | gen tokens/s | reward scoring s | rest s | peak GiB |",
+        "| policy (trainable) | scoring | step s | generation s | gen tokens/s | reward scoring s | rest s | peak GiB |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for p in res["policies"]:
@@ -327,7 +342,8 @@ def markdown(res: dict[str, Any]) -> str:
         for mode, label in (("group", "group (env Scorer)"), ("per_completion", "per completion (upstream)")):
             r = p[mode]
             peak = f"{r['peak_gib']:.1f}" if "peak_gib" in r else "-"
-            size = f"{p['params'] / 1e9:.2f} B" if p["params"] >= 1e8 else f"{p['params'] / 1e6:.2f} M"
+            size = ", ".join(f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.2f} M"
+                             for n in (p["params"], p.get("trainable_params", p["params"])))
             lines.append(f"| {p['model']} ({size}) | {label} | {r['step_s']:.2f} | "
                          f"{r.get('generation_s', 0.0):.2f} | {r['tokens_per_s']:.0f} | {r.get('scoring_s', 0.0):.3f} | "
                          f"{r['rest_s']:.2f} | {peak} |")

@@ -63,7 +63,8 @@ def test_gpu_check_sh_runs_both_checks_on_cpu_and_fills_the_doc(tmp_path):
     assert "RECOMMENDATION for cpu: max_decode_batch=" in log
 
     grpo = json.loads((out / "gpu_check_grpo.json").read_text())
-    assert [p["family"] for p in grpo["policies"]] == ["qwen2_5_vl", "qwen3_vl"]
+    assert [p["family"] for p in grpo["policies"]] == ["qwen2_5_vl", "qwen3_vl", "qwen2_5_vl_lora"]
+    assert 0 < grpo["policies"][2]["trainable_params"] < grpo["policies"][2]["params"] / 2  # adapters only
     for p in grpo["policies"]:
         modes = [s["mode"] for s in p["steps"]]
         assert modes == ["group", "group", "per_completion"], modes  # warm-up, then one step per path
