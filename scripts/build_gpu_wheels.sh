@@ -6,7 +6,7 @@
 # The GPU image (Python 3.12, torch, transformers, peft, accelerate, numpy, pillow, opencv,
 # pyyaml, tqdm; see /work/shared/ECOSYSTEM.md) lacks what the checks import: sam2 and its
 # hydra-core / omegaconf / antlr4 / iopath / portalocker, trl and datasets (with pyarrow,
-# pandas, xxhash, multiprocess, dill, fsspec), gymnasium (+ farama-notifications,
+# pandas + python-dateutil, pytz, tzdata, xxhash, multiprocess, dill, fsspec), gymnasium (+ farama-notifications,
 # cloudpickle), json-repair and pycocotools. Versions are the ones installed in this
 # checkout's .venv, so the GPU run imports what the tests here ran. Pure-Python packages are
 # built here (pip wheel --no-deps; antlr4 and iopath exist only as sdists; sam2 needs torch
@@ -21,7 +21,7 @@ version() { "$PY" -c "import importlib.metadata as m, sys; print(m.version(sys.a
 pin() { for n in "$@"; do printf '%s==%s ' "$n" "$(version "$n")"; done; }
 
 PURE="hydra-core omegaconf antlr4-python3-runtime iopath portalocker trl datasets dill fsspec gymnasium
-      farama-notifications cloudpickle json-repair"
+      farama-notifications cloudpickle json-repair python-dateutil pytz tzdata"
 BINARY="pyarrow pandas xxhash multiprocess pycocotools"
 
 rm -rf "$DIR.tmp" && mkdir -p "$DIR.tmp"

@@ -22,7 +22,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=${WHEELS:-.gpu-wheels}
 OUT=${OUT:-$(mktemp -d)}
-PY=${PY:-python}
+PY=${PY:-$(command -v python || command -v python3)}
 DOC=${DOC:-docs/performance.md}
 mkdir -p "$OUT"
 started=$SECONDS

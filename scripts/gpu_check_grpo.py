@@ -407,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, KeyError) as e:
             p.error(f"--doc-from {args.doc_from}: not a gpu_check_grpo.json report ({e})")
         return 0
+    if args.beta != 0:
+        # trl rebuilds the reference from model.config's hub id or directory; these
+        # policies are built from a config in memory and have neither
+        p.error(f"--beta {args.beta}: only 0 is supported (trl reloads the reference model from a saved directory)")
     policies = [s.strip() for s in args.policies.split(",") if s.strip()]
     bad = [s for s in policies if s not in POLICIES]
     if bad or not policies:

@@ -19,12 +19,19 @@ one box + N positive points per completion -- it measures in one run:
 with warm-up, ``torch.cuda.synchronize()`` around every timed call, and the median of
 ``--repeats`` runs. It prints prompts/s, the speed-up (b)/(a) and the overhead
 (a)/((c)+(d)), checks the targets -- (b)/(a) ≥ 0.8·G (≈ 13× at G=16) and
-(a)/((c)+(d)) ≤ 1.15 -- reports how well (a) and (b) agree (bf16 on GPU; the resize runs on
-the device in (a), on the CPU in (b)), and writes a markdown table (plus a .json twin) to
-``--out`` (default ``$OUT/segmenters.md`` when ``$OUT`` is set). Results are written after
-every size, so a run cut short still leaves a table. Exit status 0 when every size meets
-both targets, 1 otherwise, 2 on a set-up error.
+(a)/((c)+(d)) ≤ 1.15 -- and reports how well (a) and (b) agree (bf16 on GPU; the resize
+runs on the device in (a), on the CPU in (b)). Then (e), the decode-batch sweep: for each
+``--decode-batches`` value of ``max_decode_batch``, the decode of every prompt set
+(encodings reused) is timed and its masks compared pixel by pixel with upstream's; it
+prints ``RECOMMENDATION for <device>: max_decode_batch=N`` (the fastest value whose masks
+equal upstream's, else the fastest). It writes a markdown table (plus a .json twin) to
+``--out`` (default ``$OUT/segmenters.md`` when ``$OUT`` is set) and, with ``--doc``, into
+docs/performance.md between marker comments (``--doc-from JSON`` does only that, from a
+report a GPU run brought back). Results are written after every size, so a run cut short
+still leaves a table. Exit status 0 when every size meets both targets, 1 otherwise, 2 on
+a set-up error.
 
+The prepared GPU run is ``scripts/gpu_check.sh`` (both GPU checks, carried wheels).
 On a GPU machine (about 3-5 minutes on one H100; budget 8):
 
     python scripts/gpu_check_segmenters.py                       # defaults below
