@@ -162,6 +162,21 @@ def test_doc_from_json_and_bad_json(tmp_path, capsys):
     assert doc.read_text() == before  # nothing half-written
 
 
+def test_decode_batch_recommendation_prefers_exact_then_batching_neutral_then_fastest():
+    def row(v, t, up, one):
+        return {"max_decode_batch": v, "t_decode_s": t, "pixels_differing": up, "pixels_differing_vs_batch1": one}
+
+    rec = gpu_check_segmenters.recommend_decode_batch
+    # exact against upstream beats faster but inexact values
+    r = rec([row(1, 0.5, 0, 0), row(4, 0.3, 3, 3), row(64, 0.2, 9, 9)])
+    assert r["value"] == 1 and r["exact"]
+    # CUDA-like: nothing equals upstream (resize on the device); batching that changes nothing wins
+    r = rec([row(1, 0.5, 7, 0), row(16, 0.3, 7, 0), row(64, 0.2, 8, 2)])
+    assert r["value"] == 16 and not r["exact"] and "one prompt per call" in r["why"]
+    # nothing exact either way: the fastest
+    assert rec([row(4, 0.5, 7, 1), row(64, 0.2, 8, 2)])["value"] == 64
+
+
 def test_sam2_decode_batch_default_is_one_on_cpu():
     pytest.importorskip("sam2")
     from t2s_env.segmenters.sam2_segmenter import DEFAULT_DECODE_BATCH, SAM2Segmenter
