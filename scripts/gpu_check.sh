@@ -28,7 +28,7 @@ mkdir -p "$OUT"
 started=$SECONDS
 log() { echo "[gpu_check.sh +$((SECONDS - started))s] $*"; }
 
-# 1. Install the carried wheels the image lacks into a private folder (no pip, no network:
+# 1. Install the carried wheels the image lacks (or has older) into a private folder (no pip, no network:
 #    a wheel is a zip, and unpacking it is what `pip install --no-deps --target` does).
 DEPS=$(mktemp -d /tmp/t2s-gpu-deps.XXXX)
 if [ ! -d "$WHEELS" ]; then
@@ -38,8 +38,12 @@ fi
 for f in "$WHEELS"/*.whl "$WHEELS"/*.whl.tar.xz; do
     [ -e "$f" ] || continue
     dist=$(basename "$f" | cut -d- -f1)
-    if "$PY" -c "import importlib.metadata as m, sys; m.version(sys.argv[1])" "$dist" 2>/dev/null; then
-        log "have $dist on the image: not installing $(basename "$f")"
+    want=$(basename "$f" | cut -d- -f2)
+    # keep the image's copy unless it is older than the tested one (datasets 5.2 needs
+    # pyarrow >= 24, and the image's versions are not known in advance)
+    if have=$("$PY" -c "import importlib.metadata as m, sys; from packaging.version import Version as V
+v = m.version(sys.argv[1]); print(v); sys.exit(V(v) < V(sys.argv[2]))" "$dist" "$want" 2>/dev/null); then
+        log "have $dist $have on the image (carried $want): not installing it"
         continue
     fi
     case "$f" in

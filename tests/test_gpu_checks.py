@@ -44,7 +44,8 @@ def test_gpu_check_sh_runs_both_checks_on_cpu_and_fills_the_doc(tmp_path):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
-    _fake_wheel(wheels / "numpy-0.1-py3-none-any.whl", "numpy")  # present: must not shadow the real one
+    _fake_wheel(wheels / "numpy-0.1-py3-none-any.whl", "numpy")  # older than the image's: must not shadow it
+    _fake_wheel(wheels / "json_repair-999.0-py3-none-any.whl", "t2sfakec")  # newer than the image's: installed
     doc = tmp_path / "performance.md"
     original = (REPO / "docs" / "performance.md").read_text(encoding="utf-8")
     doc.write_text(original, encoding="utf-8")
@@ -59,7 +60,8 @@ def test_gpu_check_sh_runs_both_checks_on_cpu_and_fills_the_doc(tmp_path):
     assert proc.returncode == 0, log[-4000:]
     assert "installed t2sfakea-0.1-py3-none-any.whl" in log
     assert "installed t2sfakeb-0.1-py3-none-any.whl.tar.xz" in log
-    assert "have numpy on the image" in log
+    assert "have numpy " in log and "not installing it" in log
+    assert "installed json_repair-999.0-py3-none-any.whl" in log
     assert "RECOMMENDATION for cpu: max_decode_batch=" in log
 
     grpo = json.loads((out / "gpu_check_grpo.json").read_text())
