@@ -6,8 +6,9 @@
 #   run(command="bash scripts/gpu_check.sh", carry=[".gpu-wheels"], timeout_s=560)
 #
 # Both checks write their tables into docs/performance.md on the device machine and copy
-# it, with their reports (.md/.json) and logs, to $OUT. Back here, put the tables into the
-# local doc from the JSON (the doc may have changed meanwhile):
+# it, with their reports (.md/.json) and logs, to $OUT (8 files: the most that come back).
+# Back here, put the tables into the local doc from the JSON (the doc may have changed
+# meanwhile):
 #
 #   .venv/bin/python scripts/gpu_check_segmenters.py --doc docs/performance.md --doc-from FILES_AT/segmenters.json
 #   .venv/bin/python scripts/gpu_check_grpo.py --doc docs/performance.md --doc-from FILES_AT/gpu_check_grpo.json
