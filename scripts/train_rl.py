@@ -34,14 +34,14 @@ import numpy as np
 from t2s_env.errors import CheckpointError, ConfigError
 
 try:  # installed as think2seg.scripts / think2seg.agents; from a bare checkout as files
-    from think2seg.agents.rl.policy import (BoxActor, PolicySpec, ValueNet, action_from_mean, flatten_obs,
-                                            save_policy)
+    from think2seg.agents.rl.policy import (ARCHITECTURES, BoxActor, CellMixture, PolicySpec, ValueNet,
+                                            action_from_mean, flatten_obs, make_actor, save_policy)
     from think2seg.scripts.config import parse_config, save_resolved_config
 except ImportError:  # pragma: no cover
     import _checkout  # noqa: F401
 
-    from think2seg.agents.rl.policy import (BoxActor, PolicySpec, ValueNet, action_from_mean, flatten_obs,
-                                            save_policy)
+    from think2seg.agents.rl.policy import (ARCHITECTURES, BoxActor, CellMixture, PolicySpec, ValueNet,
+                                            action_from_mean, flatten_obs, make_actor, save_policy)
     from think2seg.scripts.config import parse_config, save_resolved_config
 
 PROG = "t2s train rl"
@@ -59,6 +59,11 @@ class RLConfig:
     val_root: str | None = None  # default: the embedded set for synthetic, else root
     train_split: str = "train"
     val_split: str = "val"
+    # dataset=synthetic without root: > 0 trains on that many generated train images (made
+    # once into the synthetic cache, $T2S_CACHE_DIR or ~/.cache/think2seg) instead of the
+    # embedded split's 120; the val split stays the embedded one. Ignored when root is set.
+    synthetic_train_images: int = 0
+    synthetic_train_seed: int = 1
     segmenter: str = "box"
     frame_size: int = 128
     prompt_variant: str = "bbox+2pos"
@@ -71,6 +76,7 @@ class RLConfig:
     giou_shaping: float = 0.0
     augment: bool = False
     # networks
+    arch: str = "film-heat"
     channels: int = 32
     init_std: float = 0.35
     # PPO
@@ -110,6 +116,10 @@ class RLConfig:
             raise ConfigError(f"question_dim must be in [8, 65536], got {self.question_dim}")
         if not 0 <= self.n_points <= 8:
             raise ConfigError(f"n_points must be in [0, 8], got {self.n_points}")
+        if not 0 <= self.synthetic_train_images <= 100_000:
+            raise ConfigError(f"synthetic_train_images must be in [0, 100000], got {self.synthetic_train_images}")
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
         if self.channels % 2:
             raise ConfigError(f"channels must be even, got {self.channels}")
         if self.steps_per_update % self.num_envs:
@@ -131,7 +141,19 @@ class RLConfig:
 
     def policy_spec(self) -> PolicySpec:
         return PolicySpec(obs_size=self.obs_size, question_dim=self.question_dim, channels=self.channels,
-                          n_points=self.n_points, presence=self.presence, prompt_variant=self.prompt_variant)
+                          n_points=self.n_points, presence=self.presence, prompt_variant=self.prompt_variant,
+                          arch=self.arch)
+
+    def train_root(self) -> str | None:
+        """Where the train split lives: ``root``, or the generated synthetic set (made on
+        first use, then read from the cache)."""
+        if not self.synthetic_train_images or self.dataset != "synthetic" or self.root is not None:
+            return self.root
+        from t2s_env.datasets.synthetic.writer import GENERATOR_VERSION, cache_dir, ensure_dataset
+
+        n, seed = self.synthetic_train_images, self.synthetic_train_seed
+        folder = cache_dir() / f"rl-synthetic-{GENERATOR_VERSION}-train{n}-seed{seed}"
+        return str(ensure_dataset(folder, {self.train_split: n}, seed))
 
     def env_id_and_kwargs(self, split: str, root: str | None = None) -> tuple[str, dict[str, Any]]:
         kwargs: dict[str, Any] = dict(split=split, segmenter=self.segmenter, image_size=self.frame_size,
@@ -454,11 +476,13 @@ def build_algorithm(cfg: RLConfig, action_space: Any) -> tuple[Any, BoxActor]:
     from torch.distributions import Independent, Normal
 
     spec = cfg.policy_spec()
-    actor = BoxActor(spec, init_std=cfg.init_std)
+    actor = make_actor(spec, init_std=cfg.init_std)
     critic = ValueNet(spec)
 
-    def dist_fn(loc_scale: tuple[torch.Tensor, torch.Tensor]) -> Independent:
-        return Independent(Normal(*loc_scale), 1)
+    def dist_fn(params: Any) -> Any:
+        if spec.arch == "coord-mixture":
+            return CellMixture.packed(params)
+        return Independent(Normal(*params), 1)
 
     policy = ProbabilisticActorPolicy(actor=actor, dist_fn=dist_fn, action_space=action_space,
                                       deterministic_eval=True, action_scaling=True, action_bound_method="clip")
@@ -493,7 +517,7 @@ def train(cfg: RLConfig, argv: Sequence[str] = ()) -> dict[str, Any]:
     save_resolved_config(out, cfg, argv=argv)
     _seed_everything(cfg.seed)
 
-    env_id, kwargs = cfg.env_id_and_kwargs(cfg.train_split, cfg.root)
+    env_id, kwargs = cfg.env_id_and_kwargs(cfg.train_split, cfg.train_root())
     if cfg.giou_shaping > 0:
         kwargs["privileged"] = True  # the shaping term reads the GT box; the policy never sees it
     venv = t2s_env.make_vec(env_id, cfg.num_envs, cfg.vectorization_mode, wrappers=make_wrappers(cfg, training=True),

@@ -261,3 +261,84 @@ def test_learning_curve_plot(trained, tmp_path, capsys):
     assert plot_main([str(tmp_path), "--out", str(png)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "expected NAME=NUMBER" in err[0] and "no TensorBoard events" in err[1]
+
+
+# -- the coord-query / coord-mixture actors and the generated train set --------------------------
+
+
+@pytest.mark.parametrize("arch", ["coord-query", "coord-mixture"])
+def test_coord_actors_save_load_and_their_action_distribution(arch, tmp_path):
+    from think2seg.agents.rl.policy import CellMixture, CoordQueryActor, PolicySpec, make_actor, save_policy
+
+    spec = PolicySpec(obs_size=32, question_dim=16, channels=8, arch=arch)
+    torch.manual_seed(0)
+    actor = make_actor(spec, init_std=0.1)
+    obs = torch.rand(5, spec.obs_dim) * 255
+    assert torch.allclose(actor.log_std.exp(), torch.full((4,), 0.1))
+    with torch.no_grad():
+        start = actor.mean(obs)
+        for p in actor.parameters():  # the zero-initialised heads must matter too
+            p.add_(0.3 * torch.randn_like(p))
+        moved = actor.mean(obs)
+    if arch == "coord-query":  # uniform heat map at the start: the centred box of half the frame
+        assert torch.allclose(start, torch.tensor([-0.5, -0.5, 0.5, 0.5]).expand(5, 4), atol=1e-5)
+    assert not torch.allclose(start, moved)
+    save_policy(tmp_path / "policy.pt", actor)
+    loaded, _ = load_policy(tmp_path / "policy.pt")
+    assert isinstance(loaded, CoordQueryActor) and loaded.spec == spec
+    with torch.no_grad():
+        assert torch.equal(loaded.mean(obs), moved)
+        out, _ = loaded(obs)
+    if arch == "coord-mixture":
+        cells = (spec.obs_size // 4) ** 2
+        assert out.shape == (5, cells, 1 + 2 * spec.action_dim)
+        dist = CellMixture.packed(out)
+        assert torch.equal(dist.mode, moved)  # the deterministic action is the best cell's box
+        sample = dist.sample()
+        assert sample.shape == (5, 4) and torch.isfinite(dist.log_prob(sample)).all()
+        # a sample lies near one cell's box: within a few scales of it
+        logits, loc, scale = out[..., 0], out[..., 1:5], out[..., 5:]
+        nearest = ((sample[:, None] - loc).abs() / scale).amax(-1).amin(-1)
+        assert (nearest < 6).all()
+        pick = torch.distributions.Categorical(logits=logits)
+        assert (dist.entropy() < pick.entropy()).all()  # narrow boxes: less than the cell entropy alone
+    else:
+        mu, std = out
+        assert torch.equal(mu, moved) and torch.equal(std, loaded.log_std.exp().expand(5, 4))
+
+
+@pytest.mark.slow
+def test_coord_mixture_trains_saves_and_resumes(squares, tmp_path):
+    """A PPO update through the mixture distribution (tianshou stores its packed
+    parameters), then the policy file and a resumed update."""
+    argv = square_args(squares, tmp_path, arch="coord-mixture", init_std=0.1, total_env_steps=256, eval_every=1)
+    summary = tr.train(tr.load_config(argv), argv)
+    assert summary["env_steps"] == 256 and np.isfinite(summary["val_giou"])
+    loaded, meta = load_policy(tmp_path / "policy.pt")
+    assert loaded.spec.arch == "coord-mixture" and meta["updates"] == 1
+    argv = square_args(squares, tmp_path, arch="coord-mixture", init_std=0.1, total_env_steps=512, resume="auto")
+    assert tr.train(tr.load_config(argv), argv)["updates"] == 2
+    with pytest.raises(ConfigError, match="arch must be one of film-heat, coord-query, coord-mixture"):
+        tr.load_config(square_args(squares, tmp_path, arch="resnet"))
+
+
+def test_synthetic_train_images_are_generated_once_into_the_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("T2S_CACHE_DIR", str(tmp_path / "cache"))
+    argv = ["--config", CONFIG, f"output_dir={tmp_path / 'run'}", "synthetic_train_images=3"]
+    cfg = tr.load_config(argv)
+    root = cfg.train_root()
+    assert "generating the synthetic dataset" in capsys.readouterr().err
+    from t2s_env import make_dataset
+
+    assert len(make_dataset("synthetic:train", root=root)) == 3
+    assert cfg.train_root() == root and "generating" not in capsys.readouterr().err  # cached
+    assert tr.load_config([*argv, "synthetic_train_images=0"]).train_root() is None  # the embedded split
+    assert tr.load_config([*argv, f"root={tmp_path}"]).train_root() == str(tmp_path)  # root wins
+    with pytest.raises(ConfigError, match="synthetic_train_images must be in"):
+        tr.load_config([*argv, "synthetic_train_images=-1"])
+
+
+def test_mixture_recipe_loads(tmp_path):
+    cfg = tr.load_config(["--config", "scripts/configs/rl_ppo_synthetic_mixture.yaml", f"output_dir={tmp_path}"])
+    assert cfg.arch == "coord-mixture" and cfg.synthetic_train_images == 2000 and cfg.giou_shaping > 0
+    assert cfg.policy_spec().arch == "coord-mixture"

@@ -4,7 +4,11 @@ The actor is fully convolutional where it matters: a small CNN over the downsamp
 modulated by the question's bag of words (FiLM), gives a heat map; the box's centre is the
 heat map's expected position and its size follows the heat map's spread (times a
 question-dependent scale). Positions are read off the image rather than memorised, so the
-policy transfers to images it never saw (the train split is small).
+policy transfers to images it never saw (the train split is small). ``PolicySpec.arch``
+picks that actor ("film-heat", the default) or :class:`CoordQueryActor` ("coord-query",
+"coord-mixture": CoordConv features against a question query; the mixture samples a cell of
+the heat map, see :class:`CellMixture`); ``policy.pt`` records it, so the bench agent
+rebuilds the right network.
 
 A flat observation row is ``image (S·S·3 values, 0–255) ++ question (D values)``: tianshou
 buffers store flat float arrays, and :func:`flatten_obs` builds the same row in training
@@ -40,6 +44,11 @@ class PolicySpec:
     n_points: int = 0
     presence: bool = False
     prompt_variant: str = "bbox+2pos"
+    #: "film-heat": box size from the heat map's spread; "coord-query": CoordConv trunk,
+    #: heat map = <features, question query>, box size read off a size map at the heat map;
+    #: "coord-mixture": the same network, but the action is drawn from a mixture over the
+    #: heat map's cells (:class:`CellMixture`)
+    arch: str = "film-heat"
 
     @property
     def action_dim(self) -> int:
@@ -94,6 +103,132 @@ class ImageQuestionTrunk(nn.Module):
         f = self.conv(image)
         f = f * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
         return self.mix(f), q
+
+
+def _coords(n: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    """(N, 2, H, W) x and y of each cell's centre in [-1, 1] (CoordConv channels)."""
+    ys = (torch.arange(h, device=like.device, dtype=like.dtype) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, device=like.device, dtype=like.dtype) + 0.5) / w * 2 - 1
+    grid = torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w)])
+    return grid[None].expand(n, 2, h, w)
+
+
+class CoordQueryActor(nn.Module):
+    """The "coord-query" actor: where to look is the question's query vector matched
+    against CoordConv features of the frame; each cell's box size comes from a size map at
+    that cell plus a per-question (category-like) offset."""
+
+    def __init__(self, spec: PolicySpec, init_std: float = 0.35) -> None:
+        super().__init__()
+        self.spec = spec
+        c = spec.channels
+        self.conv = nn.Sequential(
+            nn.Conv2d(5, c // 2, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(c // 2, c, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
+        )
+        self.question = nn.Sequential(nn.Linear(spec.question_dim, 64), nn.ReLU())
+        self.film = nn.Linear(64, 2 * c)
+        self.mix = nn.Sequential(nn.Conv2d(c + 2, c, 3, padding=1), nn.ReLU())
+        self.query = nn.Linear(64, c)
+        self.size_map = nn.Conv2d(c, 2, 1)
+        self.size_q = nn.Linear(64, 2)
+        # zero query: a uniform heat map, so the first boxes are centred
+        for layer in (self.query, self.size_map, self.size_q):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        # start near the best fixed guess: a centred box of half the frame
+        self.size_bias = nn.Parameter(torch.full((2,), math.log(0.25)))
+        self.offset = nn.Conv2d(c, 2, 1)
+        nn.init.zeros_(self.offset.weight)
+        nn.init.zeros_(self.offset.bias)
+        extra = 2 * spec.n_points + int(spec.presence)
+        self.extra = nn.Linear(64 + 2, extra) if extra else None
+        self.log_std = nn.Parameter(torch.full((spec.action_dim,), math.log(init_std)))
+
+    def cells(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(heat-map logits (N, K), each cell's action in [-1, 1] units (N, K, A)) over the
+        K = h·w cells of the feature map: the box centred on the cell (plus a learned
+        offset within it), sized by the size map there and the question."""
+        image, question = _split(obs, self.spec, next(self.parameters()).device)
+        n, _, s, _ = image.shape
+        q = self.question(question)
+        f = self.conv(torch.cat([image, _coords(n, s, s, image)], 1))
+        gamma, beta = self.film(q).chunk(2, dim=1)
+        f = f * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+        _, c, h, w = f.shape
+        f = self.mix(torch.cat([f, _coords(n, h, w, f)], 1))
+        logits = ((f * self.query(q)[:, :, None, None]).sum(1) / math.sqrt(c)).flatten(1)
+        centre = (_coords(n, h, w, f) + 1) / 2 + torch.tanh(self.offset(f)) * 0.5 / h  # (N, 2, h, w) in [0, 1]
+        half = torch.exp((self.size_bias[None, :, None, None] + self.size_q(q)[:, :, None, None]
+                          + self.size_map(f)).clamp(-5, 0))
+        box = torch.cat([centre - half, centre + half], 1).flatten(2).transpose(1, 2)  # (N, K, 4)
+        parts = [box * 2 - 1]
+        if self.extra is not None:
+            k = box.shape[1]
+            parts.append(torch.tanh(self.extra(torch.cat([q[:, None].expand(n, k, q.shape[1]), box[..., :2]], 2))))
+        return logits, torch.cat(parts, 2)
+
+    def mean(self, obs: Any) -> torch.Tensor:
+        """The deterministic action: "coord-query" takes the heat map's expected box,
+        "coord-mixture" the box of its most likely cell."""
+        logits, actions = self.cells(obs)
+        if self.spec.arch == "coord-mixture":
+            best = logits.argmax(1)
+            return actions[torch.arange(len(best)), best]
+        return (torch.softmax(logits, 1)[:, :, None] * actions).sum(1)
+
+    def forward(self, obs: Any, state: Any = None, info: Any = None) -> tuple[tuple[torch.Tensor, ...], Any]:
+        if self.spec.arch == "coord-mixture":
+            logits, actions = self.cells(obs)
+            std = self.log_std.clamp(-5, 1).exp().expand_as(actions)
+            # one tensor (tianshou's Batch stacks the actor's output): see CellMixture.packed
+            return torch.cat([logits[..., None], actions, std], 2), state
+        mu = self.mean(obs)
+        std = self.log_std.clamp(-5, 1).exp().expand_as(mu)
+        return (mu, std), state
+
+    def get_output_dim(self) -> int:
+        return self.spec.action_dim
+
+
+class CellMixture(torch.distributions.MixtureSameFamily):
+    """The "coord-mixture" action distribution: pick a cell of the heat map, then a box
+    around that cell's box (diagonal Gaussian). PPO's log-probability then credits the
+    cell itself, like a classifier over positions. ``mode`` is the best cell's box;
+    ``entropy`` is the upper bound H(cell) + E[H(box | cell)] (the exact one has no closed form)."""
+
+    def __init__(self, logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> None:
+        super().__init__(torch.distributions.Categorical(logits=logits),
+                         torch.distributions.Independent(torch.distributions.Normal(loc, scale), 1),
+                         validate_args=False)
+
+    @classmethod
+    def packed(cls, params: torch.Tensor) -> "CellMixture":
+        """From the actor's (N, K, 1 + 2A) output: logit, A means, A scales per cell."""
+        a = (params.shape[-1] - 1) // 2
+        return cls(params[..., 0], params[..., 1:1 + a], params[..., 1 + a:])
+
+    @property
+    def mode(self) -> torch.Tensor:
+        best = self.mixture_distribution.logits.argmax(-1)
+        return self.component_distribution.base_dist.loc[torch.arange(len(best)), best]
+
+    def entropy(self) -> torch.Tensor:
+        pick = self.mixture_distribution
+        return pick.entropy() + (pick.probs * self.component_distribution.entropy()).sum(-1)
+
+
+ARCHITECTURES = ("film-heat", "coord-query", "coord-mixture")
+
+
+def make_actor(spec: PolicySpec, init_std: float = 0.35) -> nn.Module:
+    """The actor network that ``spec.arch`` names."""
+    if spec.arch in ("coord-query", "coord-mixture"):
+        return CoordQueryActor(spec, init_std)
+    if spec.arch == "film-heat":
+        return BoxActor(spec, init_std)
+    raise ValueError(f"unknown actor architecture {spec.arch!r}; expected one of {', '.join(ARCHITECTURES)}")
 
 
 class BoxActor(nn.Module):
@@ -212,7 +347,7 @@ def load_policy(path: "str | Path") -> tuple[BoxActor, dict[str, Any]]:
         raise CheckpointError(f"{path} has policy format version {payload.get('format_version')!r}; this version reads {POLICY_FORMAT_VERSION}")
     try:
         spec = PolicySpec(**payload["spec"])
-        actor = BoxActor(spec)
+        actor = make_actor(spec)
         actor.load_state_dict(payload["state_dict"])
     except (TypeError, KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{path}: policy weights do not match its spec ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
@@ -221,7 +356,10 @@ def load_policy(path: "str | Path") -> tuple[BoxActor, dict[str, Any]]:
 
 
 __all__ = [
+    "ARCHITECTURES",
     "BoxActor",
+    "CellMixture",
+    "CoordQueryActor",
     "POLICY_FORMAT",
     "PolicySpec",
     "ValueNet",
@@ -230,5 +368,6 @@ __all__ = [
     "file_sha256",
     "flatten_obs",
     "load_policy",
+    "make_actor",
     "save_policy",
 ]
