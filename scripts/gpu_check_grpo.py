@@ -80,6 +80,11 @@ POLICIES = ("qwen2_5_vl", "qwen3_vl", "qwen2_5_vl_lora")
 #: tower stays frozen, no reference copy): its peak memory checks docs/training.md's
 #: single-24-GB-GPU estimate.
 LORA_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+try:  # a sibling module: run as a file, imported by the tests, or installed as think2seg.scripts
+    from ._doc_block import replace_marked_block
+except ImportError:
+    from _doc_block import replace_marked_block
+
 DOC_BEGIN = "<!-- gpu_check_grpo: begin -->"
 DOC_END = "<!-- gpu_check_grpo: end -->"
 SHAPE_NAMES = {"qwen2_5_vl": "Qwen2.5-VL-3B shape", "qwen3_vl": "Qwen3-VL-2B shape",
@@ -362,19 +367,8 @@ def write_outputs(res: dict[str, Any], args) -> None:
 
 
 def write_doc(doc: str, md: str) -> None:
-    """Replace the text between DOC_BEGIN and DOC_END in ``doc`` with ``md`` (appended with
-    the markers when the file has none); written to a temporary file, then renamed."""
-    path = Path(doc)
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = DOC_BEGIN + "\n" + md.rstrip("\n") + "\n" + DOC_END
-    begin, end = text.find(DOC_BEGIN), text.find(DOC_END)
-    if begin >= 0 and end > begin:
-        text = text[:begin] + block + text[end + len(DOC_END):]
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    """Replace this check's table in ``doc`` (between DOC_BEGIN and DOC_END) with ``md``."""
+    replace_marked_block(doc, DOC_BEGIN, DOC_END, md)
 
 
 def main(argv: list[str] | None = None) -> int:

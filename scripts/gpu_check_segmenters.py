@@ -72,6 +72,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_SIZES = ("tiny", "small", "base_plus", "large")
+try:  # a sibling module: run as a file, imported by the tests, or installed as think2seg.scripts
+    from ._doc_block import replace_marked_block
+except ImportError:
+    from _doc_block import replace_marked_block
+
 DOC_BEGIN = "<!-- gpu_check_segmenters: begin -->"
 DOC_END = "<!-- gpu_check_segmenters: end -->"
 
@@ -490,19 +495,8 @@ def write_report(out: str | None, header: dict, rows: list[dict]) -> None:
 
 
 def write_doc(doc: str, header: dict, rows: list[dict]) -> None:
-    """Replace the text between DOC_BEGIN and DOC_END in ``doc`` with the table (the
-    markers are appended at the end when the file has none)."""
-    path = Path(doc)
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = DOC_BEGIN + "\n" + "\n".join(report_lines(header, rows)) + "\n" + DOC_END
-    begin, end = text.find(DOC_BEGIN), text.find(DOC_END)
-    if begin >= 0 and end > begin:
-        text = text[:begin] + block + text[end + len(DOC_END):]
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)  # never a half-written doc
+    """Replace this check's table in ``doc`` (between DOC_BEGIN and DOC_END)."""
+    replace_marked_block(doc, DOC_BEGIN, DOC_END, "\n".join(report_lines(header, rows)))
 
 
 if __name__ == "__main__":
