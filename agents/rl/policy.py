@@ -17,7 +17,6 @@ buffers store flat float arrays, and :func:`flatten_obs` builds the same row in 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 from t2s_env.errors import CheckpointError
+from t2s_env.hashing import file_sha256
 from t2s_env.wrappers import downsample, encode_question
 
 POLICY_FORMAT = "think2seg-rl-box-policy"
@@ -321,14 +321,6 @@ def save_policy(path: "str | Path", actor: BoxActor, meta: Mapping[str, Any] | N
     torch.save(payload, tmp)
     tmp.replace(path)
     return file_sha256(path)
-
-
-def file_sha256(path: "str | Path") -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_policy(path: "str | Path") -> tuple[BoxActor, dict[str, Any]]:

@@ -26,7 +26,6 @@ directory in the ``T2S_SAM2_CHECKPOINTS`` environment variable. Random weights o
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import warnings
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError
+from ..hashing import file_sha256
 from ..prompt import GeometricPrompt
 from .base import PromptSet, Segmenter, empty_masks, instances_by_signature
 
@@ -361,11 +361,7 @@ class SAM2Segmenter(Segmenter):
         if self.checkpoint is None:
             return None
         if self._sha256 is None:
-            h = hashlib.sha256()
-            with open(self.checkpoint, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            self._sha256 = h.hexdigest()
+            self._sha256 = file_sha256(self.checkpoint)
         return self._sha256
 
 
