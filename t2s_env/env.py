@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+import weakref
 from collections import OrderedDict
 from typing import Any, Mapping, Sequence
 
@@ -70,6 +71,22 @@ class FrameCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+#: Caches shared by the envs of one process that frame the same data the same way (the sub-envs
+#: of a sync vector env): each image is then decoded once, not once per sub-env. Held weakly,
+#: so a cache goes with its last env.
+_SHARED_FRAME_CACHES: "weakref.WeakValueDictionary[tuple, FrameCache]" = weakref.WeakValueDictionary()
+
+
+def shared_frame_cache(key: tuple, max_bytes: int) -> FrameCache:
+    """The process's :class:`FrameCache` for ``key`` (which includes the bound), made on first use."""
+    key = (*key, int(max_bytes))
+    cache = _SHARED_FRAME_CACHES.get(key)
+    if cache is None:
+        cache = FrameCache(max_bytes)
+        _SHARED_FRAME_CACHES[key] = cache
+    return cache
 
 
 def _shared_memory_async_worker_env() -> Any:
@@ -215,7 +232,15 @@ class Think2SegEnv(gym.Env):
             }
         )
         self.action_space = ProtocolText(MAX_COMPLETION_CHARS, min_length=0, charset=CHARSET)
-        self.frame_cache = FrameCache(int(frame_cache_mb * 2**20))
+        max_bytes = int(frame_cache_mb * 2**20)
+        # A dataset built here from (spec, split, root, ...) is the same data in every env made
+        # with those arguments, so their framed samples are shared; a dataset object passed in
+        # keeps a cache of its own.
+        self.frame_cache = (
+            shared_frame_cache((dataset_spec, split, None if root is None else str(root), question, seed or 0, strict,
+                                image_size), max_bytes)
+            if dataset is None and max_bytes > 0 else FrameCache(max_bytes)
+        )
         self._checked_worker = False
         self._framed: FramedSample | None = None
         self._obs: dict[str, Any] | None = None

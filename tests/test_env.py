@@ -387,6 +387,30 @@ def test_frame_cache_gives_identical_outputs_and_stays_bounded(rect_data):
         make_env(root, frame_cache_mb=-1)
 
 
+def test_envs_framing_the_same_data_share_one_frame_cache(rect_data, monkeypatch):
+    """The sub-envs of a sync vector env decode each image once between them, not once each."""
+    import t2s_env.env as env_module
+
+    root, _ = rect_data
+    loads = []
+    real = env_module.load_framed
+    monkeypatch.setattr(env_module, "load_framed", lambda *a, **k: loads.append(a[0].sample_id) or real(*a, **k))
+    a, b = make_env(root, privileged=True, image_size=128), make_env(root, privileged=True, image_size=128)
+    assert a.frame_cache is b.frame_cache
+    n = len(a.dataset)
+    for i in range(n):
+        (oa, ia), (ob, ib) = a.reset(options={"index": i}), b.reset(options={"index": i})
+        np.testing.assert_array_equal(oa["image"], ob["image"])
+        np.testing.assert_array_equal(ia["gt_mask"], ib["gt_mask"])
+        assert not np.shares_memory(oa["image"], ob["image"])
+    assert len(loads) == n  # each image decoded once for both envs
+    # another frame, another bound or a dataset object of one's own: a cache of its own
+    assert make_env(root, image_size=96).frame_cache is not a.frame_cache
+    assert make_env(root, image_size=128, frame_cache_mb=1).frame_cache is not a.frame_cache
+    assert Think2SegEnv(dataset=a.dataset, segmenter="box", image_size=128).frame_cache is not a.frame_cache
+    assert len(make_env(root, image_size=128, frame_cache_mb=0).frame_cache) == 0
+
+
 def test_image_size_has_an_upper_bound(rect_data):
     for bad in (5000, 8, True, 840.0):
         with pytest.raises(ConfigError, match=r"image_size must be an integer in \[16, 4096\]"):
