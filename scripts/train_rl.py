@@ -34,13 +34,13 @@ import numpy as np
 from t2s_env.errors import CheckpointError, ConfigError
 
 try:  # installed as think2seg.scripts / think2seg.agents; from a bare checkout as files
-    from think2seg.agents.rl.policy import (ARCHITECTURES, BoxActor, CellMixture, PolicySpec, ValueNet,
+    from think2seg.agents.rl.policy import (ARCHITECTURES, BoxActor, CellBox, CellMixture, PolicySpec, ValueNet,
                                             action_from_mean, flatten_obs, make_actor, save_policy)
     from think2seg.scripts.config import parse_config, save_resolved_config
 except ImportError:  # pragma: no cover
     import _checkout  # noqa: F401
 
-    from think2seg.agents.rl.policy import (ARCHITECTURES, BoxActor, CellMixture, PolicySpec, ValueNet,
+    from think2seg.agents.rl.policy import (ARCHITECTURES, BoxActor, CellBox, CellMixture, PolicySpec, ValueNet,
                                             action_from_mean, flatten_obs, make_actor, save_policy)
     from think2seg.scripts.config import parse_config, save_resolved_config
 
@@ -87,6 +87,9 @@ class RLConfig:
     batch_size: int = 128
     update_epochs: int = 4
     lr: float = 0.001
+    # "linear": the learning rate falls linearly to 0 at total_env_steps (what steadies the
+    # cell-box actor late in training); "constant": it stays at lr
+    lr_schedule: Literal["constant", "linear"] = "constant"
     ent_coef: float = 0.0
     vf_coef: float = 0.5
     eps_clip: float = 0.2
@@ -120,6 +123,8 @@ class RLConfig:
             raise ConfigError(f"synthetic_train_images must be in [0, 100000], got {self.synthetic_train_images}")
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
+        if self.arch == "cell-box" and (self.n_points or self.presence):
+            raise ConfigError("arch=cell-box answers with a box only: set n_points=0 and presence=false")
         if self.channels % 2:
             raise ConfigError(f"channels must be even, got {self.channels}")
         if self.steps_per_update % self.num_envs:
@@ -468,7 +473,25 @@ def load_checkpoint(path: Path, algo: Any) -> tuple[int, int]:
 # -- training -------------------------------------------------------------------------------
 
 
-def build_algorithm(cfg: RLConfig, action_space: Any) -> tuple[Any, BoxActor]:
+class LinearDecay:
+    """tianshou learning-rate scheduler factory: lr × (1 − update / total updates), floored
+    at 0. ``done`` is the number of updates already made (set on resume), so a resumed run
+    continues the schedule where the checkpoint left it."""
+
+    def __init__(self, total_updates: int) -> None:
+        self.total_updates = max(1, total_updates)
+        self.done = 0
+
+    def create_scheduler(self, optim: Any) -> Any:
+        from torch.optim.lr_scheduler import LambdaLR
+
+        return LambdaLR(optim, lr_lambda=self.factor)
+
+    def factor(self, step: int) -> float:
+        return max(0.0, 1.0 - (self.done + step) / self.total_updates)
+
+
+def build_algorithm(cfg: RLConfig, action_space: Any) -> tuple[Any, BoxActor, LinearDecay | None]:
     import torch
     from tianshou.algorithm import PPO
     from tianshou.algorithm.modelfree.reinforce import ProbabilisticActorPolicy
@@ -482,14 +505,20 @@ def build_algorithm(cfg: RLConfig, action_space: Any) -> tuple[Any, BoxActor]:
     def dist_fn(params: Any) -> Any:
         if spec.arch == "coord-mixture":
             return CellMixture.packed(params)
+        if spec.arch == "cell-box":
+            return CellBox.packed(params)
         return Independent(Normal(*params), 1)
 
     policy = ProbabilisticActorPolicy(actor=actor, dist_fn=dist_fn, action_space=action_space,
                                       deterministic_eval=True, action_scaling=True, action_bound_method="clip")
-    algo = PPO(policy=policy, critic=critic, optim=AdamOptimizerFactory(lr=cfg.lr), eps_clip=cfg.eps_clip,
+    optim = AdamOptimizerFactory(lr=cfg.lr)
+    decay = LinearDecay(math.ceil(cfg.total_env_steps / cfg.steps_per_update)) if cfg.lr_schedule == "linear" else None
+    if decay is not None:
+        optim = optim.with_lr_scheduler_factory(decay)
+    algo = PPO(policy=policy, critic=critic, optim=optim, eps_clip=cfg.eps_clip,
                vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, max_grad_norm=cfg.max_grad_norm or None,
                gae_lambda=1.0, gamma=1.0, advantage_normalization=True, max_batchsize=cfg.steps_per_update)
-    return algo, actor
+    return algo, actor, decay
 
 
 def _seed_everything(seed: int) -> None:
@@ -524,10 +553,16 @@ def train(cfg: RLConfig, argv: Sequence[str] = ()) -> dict[str, Any]:
                             **kwargs)
     train_envs = TianshouVectorEnv(venv)
     val = ValEvaluator(cfg)
-    algo, actor = build_algorithm(cfg, train_envs.action_space)
+    algo, actor, decay = build_algorithm(cfg, train_envs.action_space)
     env_steps, updates = 0, 0
     if resume is not None:
         env_steps, updates = load_checkpoint(resume, algo)
+        if decay is not None:  # continue the schedule from the checkpoint's update
+            decay.done = updates
+            for scheduler in algo.lr_schedulers:
+                scheduler.last_epoch = 0
+                for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+                    group["lr"] = base * decay.factor(0)
         print(f"t2s: resuming from {resume} (env step {env_steps}, update {updates})", file=sys.stderr)
     # A resumed run draws new images: the env seed moves on with the update count.
     collector = Collector(algo, train_envs, VectorReplayBuffer(cfg.steps_per_update, cfg.num_envs))
@@ -566,6 +601,7 @@ def train(cfg: RLConfig, argv: Sequence[str] = ()) -> dict[str, Any]:
                 tag = {"actor_loss": "actor", "vf_loss": "critic", "ent_loss": "entropy", "loss": "total"}[name]
                 writer.add_scalar(f"loss/{tag}", value.mean, env_steps)
         writer.add_scalar("policy/std", float(actor.log_std.detach().exp().mean()), env_steps)
+        writer.add_scalar("policy/lr", algo.lr_schedulers[0].get_last_lr()[0] if algo.lr_schedulers else cfg.lr, env_steps)
         if updates % cfg.eval_every == 0 or env_steps >= cfg.total_env_steps:
             last_val = val.evaluate(actor)
             writer.add_scalar("val/giou", last_val["giou"], env_steps)

@@ -5,7 +5,9 @@ modulated by the question's bag of words (FiLM), gives a heat map; the box's cen
 heat map's expected position and its size follows the heat map's spread (times a
 question-dependent scale). Positions are read off the image rather than memorised, so the
 policy transfers to images it never saw (the train split is small). ``PolicySpec.arch``
-picks that actor ("film-heat", the default) or :class:`CoordQueryActor` ("coord-query",
+picks that actor ("film-heat"), :class:`CellBoxActor` ("cell-box", the default recipe's:
+the same trunk scores each cell of the grid and predicts a box size there; an action picks
+a cell exactly, see :class:`CellBox`) or :class:`CoordQueryActor` ("coord-query",
 "coord-mixture": CoordConv features against a question query; the mixture samples a cell of
 the heat map, see :class:`CellMixture`); ``policy.pt`` records it, so the bench agent
 rebuilds the right network.
@@ -47,7 +49,8 @@ class PolicySpec:
     #: "film-heat": box size from the heat map's spread; "coord-query": CoordConv trunk,
     #: heat map = <features, question query>, box size read off a size map at the heat map;
     #: "coord-mixture": the same network, but the action is drawn from a mixture over the
-    #: heat map's cells (:class:`CellMixture`)
+    #: heat map's cells (:class:`CellMixture`); "cell-box": the FiLM trunk's cell scores and
+    #: sizes, the action from :class:`CellBox` (boxes only)
     arch: str = "film-heat"
 
     @property
@@ -219,11 +222,151 @@ class CellMixture(torch.distributions.MixtureSameFamily):
         return pick.entropy() + (pick.probs * self.component_distribution.entropy()).sum(-1)
 
 
-ARCHITECTURES = ("film-heat", "coord-query", "coord-mixture")
+class CellBox(torch.distributions.Distribution):
+    """The "cell-box" action distribution over boxes in [-1, 1] units ``(x1, y1, x2, y2)``.
+
+    The box's centre lies in one cell of an h×w grid, picked with probability softmax(logits),
+    uniformly within it; its log width and log height are Gaussian around that cell's
+    predicted size. The centre's cell is a function of the box, so the density is exact and
+    cheap: log π(cell(a)) + log N(log size(a)) (+ a constant); PPO's ratio credits the cell
+    like a classifier over positions, and a box that misses says "not here" of one cell
+    only. ``mode`` is the centre of the most likely cell with its predicted size.
+
+    logits (N, K) over the K = h·w cells (row-major); log_size (N, 2, K) in [0, 1] frame
+    units; std (N,) of the log-size noise."""
+
+    arg_constraints: dict = {}
+    has_rsample = False
+
+    def __init__(self, logits: torch.Tensor, log_size: torch.Tensor, std: torch.Tensor, h: int, w: int) -> None:
+        self.logits = logits.log_softmax(-1)
+        self.log_size, self.std, self.h, self.w = log_size, std, h, w
+        super().__init__(batch_shape=logits.shape[:1], event_shape=torch.Size([4]), validate_args=False)
+
+    @classmethod
+    def packed(cls, params: torch.Tensor) -> "CellBox":
+        """From the actor's (N, K, 4) output: logit, log width, log height, log std per cell
+        (K is a square grid)."""
+        side = math.isqrt(params.shape[1])
+        return cls(params[..., 0], params[..., 1:3].transpose(1, 2), params[:, 0, 3].exp(), side, side)
+
+    def _size_at(self, cell: torch.Tensor) -> torch.Tensor:
+        return self.log_size[torch.arange(len(cell), device=cell.device), :, cell]  # (N, 2)
+
+    def _box(self, cx: torch.Tensor, cy: torch.Tensor, log_size: torch.Tensor) -> torch.Tensor:
+        half = log_size.exp() / 2
+        box = torch.stack([cx - half[:, 0], cy - half[:, 1], cx + half[:, 0], cy + half[:, 1]], 1)
+        return box * 2 - 1
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            cell = torch.distributions.Categorical(logits=self.logits).sample()
+            row, col = (cell // self.w).to(self.logits.dtype), (cell % self.w).to(self.logits.dtype)
+            cx = (col + torch.rand_like(col)) / self.w
+            cy = (row + torch.rand_like(row)) / self.h
+            log_size = self._size_at(cell) + self.std[:, None] * torch.randn_like(self._size_at(cell))
+            return self._box(cx, cy, log_size)
+
+    def _decode(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = (action + 1) / 2
+        x1, x2 = torch.minimum(a[:, 0], a[:, 2]), torch.maximum(a[:, 0], a[:, 2])
+        y1, y2 = torch.minimum(a[:, 1], a[:, 3]), torch.maximum(a[:, 1], a[:, 3])
+        col = ((x1 + x2) / 2 * self.w).floor().long().clamp(0, self.w - 1)
+        row = ((y1 + y2) / 2 * self.h).floor().long().clamp(0, self.h - 1)
+        log_size = torch.stack([(x2 - x1).clamp(min=1e-6).log(), (y2 - y1).clamp(min=1e-6).log()], 1)
+        return row * self.w + col, log_size
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        cell, log_size = self._decode(value)
+        pick = self.logits.gather(1, cell[:, None]).squeeze(1)
+        size = torch.distributions.Normal(self._size_at(cell), self.std[:, None]).log_prob(log_size).sum(1)
+        return pick + size
+
+    @property
+    def mode(self) -> torch.Tensor:
+        cell = self.logits.argmax(-1)
+        row, col = (cell // self.w).to(self.logits.dtype), (cell % self.w).to(self.logits.dtype)
+        return self._box((col + 0.5) / self.w, (row + 0.5) / self.h, self._size_at(cell))
+
+    @property
+    def mean(self) -> torch.Tensor:  # what tianshou and the bench agent call the deterministic action
+        return self.mode
+
+    @property
+    def variance(self) -> torch.Tensor:
+        """(N, 4) variance of the box's centre in [-1, 1] units, repeated for both corners
+        (tianshou logs the action's spread): between cells plus within the picked cell."""
+        p = self.logits.exp().view(-1, self.h, self.w)
+        xs = (torch.arange(self.w, device=p.device, dtype=p.dtype) + 0.5) / self.w
+        ys = (torch.arange(self.h, device=p.device, dtype=p.dtype) + 0.5) / self.h
+        px, py = p.sum(1), p.sum(2)
+        vx = (px * xs**2).sum(1) - (px * xs).sum(1) ** 2 + 1 / (12 * self.w**2)
+        vy = (py * ys**2).sum(1) - (py * ys).sum(1) ** 2 + 1 / (12 * self.h**2)
+        return 4 * torch.stack([vx, vy, vx, vy], 1)
+
+    def entropy(self) -> torch.Tensor:
+        """Of (cell, position in the cell, log size): H(cell) + log(cell area) + 2 Gaussian entropies."""
+        pick = -(self.logits.exp() * self.logits).sum(-1)
+        return pick - math.log(self.h * self.w) + 2 * (0.5 * math.log(2 * math.pi * math.e) + self.std.log())
+
+
+class CellBoxActor(nn.Module):
+    """The "cell-box" actor: the FiLM trunk's features give a logit per cell (where the
+    target is) and a log size per cell (how big a box there), plus a per-question size
+    offset; the action is drawn from :class:`CellBox`. Boxes only (no points, no presence)."""
+
+    def __init__(self, spec: PolicySpec, init_std: float = 0.3) -> None:
+        super().__init__()
+        if spec.n_points or spec.presence:
+            raise ValueError("arch 'cell-box' answers with a box only: set n_points=0 and presence=false")
+        self.spec = spec
+        c = spec.channels
+        self.trunk = ImageQuestionTrunk(spec)
+        self.heat = nn.Conv2d(c, 1, 1)
+        self.size_map = nn.Conv2d(c, 2, 1)
+        self.size_q = nn.Linear(64, 2)
+        # a uniform heat map and one box size (15 % of the side) to start
+        for layer in (self.heat, self.size_map, self.size_q):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.size_bias = nn.Parameter(torch.full((2,), math.log(0.15)))
+        self.log_std = nn.Parameter(torch.full((1,), math.log(init_std)))
+
+    def cells(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+        """(logits (N, K), log sizes (N, 2, K), h, w) over the K = h·w cells."""
+        f, q = self.trunk(obs)
+        n, _, h, w = f.shape
+        log_size = (self.size_bias[None, :, None, None] + self.size_q(q)[:, :, None, None] + self.size_map(f))
+        # a tie-break towards the middle (1e-3 at the corners): the untrained policy, whose
+        # heat map is flat, answers a centred box rather than the first cell's
+        centre = _coords(1, h, w, f).pow(2).sum(1).flatten(1) * -5e-4
+        return self.heat(f).flatten(1) + centre, log_size.clamp(-6, 0).flatten(2), h, w
+
+    def distribution(self, obs: Any) -> CellBox:
+        logits, log_size, h, w = self.cells(obs)
+        return CellBox(logits, log_size, self.log_std.clamp(-4, 1).exp().expand(len(logits)), h, w)
+
+    def mean(self, obs: Any) -> torch.Tensor:
+        """The deterministic action: the most likely cell's box, (N, 4) in [-1, 1] units."""
+        return self.distribution(obs).mode
+
+    def forward(self, obs: Any, state: Any = None, info: Any = None) -> tuple[torch.Tensor, Any]:
+        logits, log_size, _, _ = self.cells(obs)
+        log_std = self.log_std.clamp(-4, 1).expand_as(logits)
+        # one tensor (tianshou's Batch stacks the actor's output): see CellBox.packed
+        return torch.cat([logits[..., None], log_size.transpose(1, 2), log_std[..., None]], 2), state
+
+    def get_output_dim(self) -> int:
+        return self.spec.action_dim
+
+
+ARCHITECTURES = ("film-heat", "coord-query", "coord-mixture", "cell-box")
 
 
 def make_actor(spec: PolicySpec, init_std: float = 0.35) -> nn.Module:
     """The actor network that ``spec.arch`` names."""
+    if spec.arch == "cell-box":
+        return CellBoxActor(spec, init_std)
     if spec.arch in ("coord-query", "coord-mixture"):
         return CoordQueryActor(spec, init_std)
     if spec.arch == "film-heat":
@@ -350,6 +493,8 @@ def load_policy(path: "str | Path") -> tuple[BoxActor, dict[str, Any]]:
 __all__ = [
     "ARCHITECTURES",
     "BoxActor",
+    "CellBox",
+    "CellBoxActor",
     "CellMixture",
     "CoordQueryActor",
     "POLICY_FORMAT",
