@@ -11,7 +11,7 @@ the reward's IoU term: an empty target scores 1 iff the answer is ``[]``).
 
 Writes ``DIR/config.yaml`` (resolved config, versions, git commit), TensorBoard scalars
 under ``DIR/tb`` (``train/episode_reward``, ``train/iou``, ``train/reward_{iou,json,think}``,
-``loss/{actor,critic,entropy,total}``, ``policy/std``, ``val/giou``, ``val/reward``),
+``loss/{actor,critic,entropy,total}``, ``policy/std``, ``policy/lr``, ``val/giou``, ``val/reward``),
 ``DIR/checkpoints/step_<env_steps>.pt`` (networks, optimizer, RNG, counters),
 and ``DIR/policy.pt``, the plug-in agent: ``t2s bench --agents rl:DIR/policy.pt``.
 ``resume=auto`` continues from the newest checkpoint in ``DIR/checkpoints``.
