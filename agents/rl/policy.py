@@ -264,7 +264,8 @@ class CellBox(torch.distributions.Distribution):
             row, col = (cell // self.w).to(self.logits.dtype), (cell % self.w).to(self.logits.dtype)
             cx = (col + torch.rand_like(col)) / self.w
             cy = (row + torch.rand_like(row)) / self.h
-            log_size = self._size_at(cell) + self.std[:, None] * torch.randn_like(self._size_at(cell))
+            size = self._size_at(cell)
+            log_size = size + self.std[:, None] * torch.randn_like(size)
             return self._box(cx, cy, log_size)
 
     def _decode(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -287,10 +288,6 @@ class CellBox(torch.distributions.Distribution):
         cell = self.logits.argmax(-1)
         row, col = (cell // self.w).to(self.logits.dtype), (cell % self.w).to(self.logits.dtype)
         return self._box((col + 0.5) / self.w, (row + 0.5) / self.h, self._size_at(cell))
-
-    @property
-    def mean(self) -> torch.Tensor:  # what tianshou and the bench agent call the deterministic action
-        return self.mode
 
     @property
     def variance(self) -> torch.Tensor:
