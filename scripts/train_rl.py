@@ -5,7 +5,10 @@
 The agent acts through :mod:`t2s_env.wrappers` (a normalised box in, the frame at
 ``obs_size`` px plus a hashed bag of words of the question out) in a vector env from
 :func:`t2s_env.make_vec`, so every step scores every action. Episodes last one step, so
-PPO's advantage is ``reward − V(obs)``. Every ``eval_every`` updates the deterministic
+PPO's advantage is ``reward − V(obs)``; with ``group_size`` > 1 (the default recipe) the
+sub-envs of a group are seeded alike and answer the same image, and an answer's advantage
+is its reward minus the mean of the group's other answers (the critic then only covers
+observations answered once, normally none, so ``loss/critic`` reads 0). Every ``eval_every`` updates the deterministic
 policy answers every image of the val split once (gIoU under the strict protocol, i.e.
 the reward's IoU term: an empty target scores 1 iff the answer is ``[]``).
 
@@ -74,6 +77,14 @@ class RLConfig:
     presence: bool = False
     # training signal (training envs only; evaluation uses the env's reward)
     giou_shaping: float = 0.0
+    # + hit_shaping · exp(−d / hit_radius), d the distance from the box's centre to the
+    # nearest target pixel (frame-side units): credit for finding any instance, whatever
+    # the box size (a 4 px pool hit with a 20 px box has IoU 0.04; this term is 1)
+    hit_shaping: float = 0.0
+    hit_radius: float = 0.03125
+    # + cover_shaping · the share of the target's pixels inside the box: GrabCut (and SAM)
+    # need the whole object in the box, the box segmenter's IoU prefers tight boxes
+    cover_shaping: float = 0.0
     augment: bool = False
     # networks
     arch: str = "film-heat"
@@ -94,6 +105,10 @@ class RLConfig:
     vf_coef: float = 0.5
     eps_clip: float = 0.2
     max_grad_norm: float = 0.5
+    # > 1: sub-envs in consecutive blocks of group_size are seeded alike, so each image is
+    # answered group_size times per step; an answer's advantage is its reward minus the mean
+    # of the others' (leave-one-out), and the networks run once per distinct image
+    group_size: int = 1
     # bookkeeping
     eval_every: int = 5
     checkpoint_every: int = 20
@@ -104,7 +119,7 @@ class RLConfig:
 
     def __post_init__(self) -> None:
         positive = ("frame_size", "num_envs", "total_env_steps", "steps_per_update", "batch_size", "update_epochs",
-                    "eval_every", "checkpoint_every", "channels")
+                    "eval_every", "checkpoint_every", "channels", "group_size")
         for name in positive:
             value = getattr(self, name)
             if value < 1:
@@ -127,13 +142,15 @@ class RLConfig:
             raise ConfigError("arch=cell-box answers with a box only: set n_points=0 and presence=false")
         if self.channels % 2:
             raise ConfigError(f"channels must be even, got {self.channels}")
+        if self.num_envs % self.group_size:
+            raise ConfigError(f"num_envs ({self.num_envs}) must be a multiple of group_size ({self.group_size})")
         if self.steps_per_update % self.num_envs:
             raise ConfigError(f"steps_per_update ({self.steps_per_update}) must be a multiple of num_envs ({self.num_envs})")
-        for name in ("lr", "init_std", "eps_clip"):
+        for name in ("lr", "init_std", "eps_clip", "hit_radius"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a finite number > 0, got {value}")
-        for name in ("ent_coef", "vf_coef", "max_grad_norm", "giou_shaping"):
+        for name in ("ent_coef", "vf_coef", "max_grad_norm", "giou_shaping", "hit_shaping", "cover_shaping"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
@@ -143,6 +160,11 @@ class RLConfig:
             raise ConfigError(f"torch_threads must be >= 1 or null, got {self.torch_threads}")
         if not self.output_dir:
             raise ConfigError("output_dir must be a folder path, e.g. output_dir=runs/rl")
+
+    @property
+    def shaped(self) -> bool:
+        """Whether the training reward has a shaping term (which reads the GT mask)."""
+        return self.giou_shaping > 0 or self.hit_shaping > 0 or self.cover_shaping > 0
 
     def policy_spec(self) -> PolicySpec:
         return PolicySpec(obs_size=self.obs_size, question_dim=self.question_dim, channels=self.channels,
@@ -191,23 +213,41 @@ def generalized_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union - (hull - union) / hull) if union > 0 and hull > 0 else 0.0
 
 
-class GIoUShaping(gymnasium.Wrapper):
-    """Training reward = env reward + ``coef`` · GIoU(action box, GT mask's box).
+class RewardShaping(gymnasium.Wrapper):
+    """Training reward = env reward + ``giou`` · GIoU(action box, GT mask's box)
+    + ``hit`` · exp(−d / ``hit_radius``), d the distance (frame-side units) from the action
+    box's centre to the nearest target pixel (0 inside the target).
 
     The IoU of a box that misses the target is 0 whatever its distance, so most early
-    actions carry no signal; GIoU grows as the box moves towards the target. The GT comes
-    from the env's ``privileged`` reset info and is removed from the info; the policy never
-    sees it. ``info["env_reward"]`` keeps the env's own reward (what is logged).
+    actions carry no signal; GIoU grows as the box moves towards the target. GIoU aims at the
+    box around *all* instances, and a small target's IoU stays tiny even when it is found
+    (a 4 px pool in a 20 px box: 0.04); the hit term pays for landing on any instance, so
+    finding small and scattered targets is worth learning. The GT comes from the env's
+    ``privileged`` reset info and is removed from the info; the policy never sees it.
+    ``info["env_reward"]`` keeps the env's own reward (what is logged). ``cover`` · the share
+    of the target's pixels inside the box (box edges rounded to pixels) asks for boxes that
+    contain the object, as GrabCut needs. An empty target adds nothing.
     """
 
-    def __init__(self, env: Any, coef: float) -> None:
+    def __init__(self, env: Any, giou: float = 0.0, hit: float = 0.0, hit_radius: float = 0.03125,
+                 cover: float = 0.0) -> None:
         super().__init__(env)
-        self.coef = coef
+        self.giou, self.hit, self.hit_radius, self.cover = giou, hit, hit_radius, cover
         self._gt: np.ndarray | None = None
+        self._distance: np.ndarray | None = None
+        self._mask: np.ndarray | None = None
 
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)
-        self._gt = _gt_box(info.pop("gt_mask"))
+        mask = np.asarray(info.pop("gt_mask"), dtype=bool)
+        self._gt = _gt_box(mask)
+        self._distance = None
+        self._mask = mask if self.cover and self._gt is not None else None
+        if self.hit and self._gt is not None:
+            import cv2
+
+            # distance of every pixel to the nearest target pixel, in frame-side units
+            self._distance = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE) / max(mask.shape)
         return obs, info
 
     def step(self, action: Any):
@@ -216,7 +256,18 @@ class GIoUShaping(gymnasium.Wrapper):
         if self._gt is not None:
             a = np.clip(np.asarray(action, dtype=np.float64)[:4], 0, 1)
             box = np.array([min(a[0], a[2]), min(a[1], a[3]), max(a[0], a[2]), max(a[1], a[3])])
-            reward = reward + self.coef * generalized_iou(box, self._gt)
+            if self.giou:
+                reward = reward + self.giou * generalized_iou(box, self._gt)
+            if self._distance is not None:
+                h, w = self._distance.shape
+                col = min(int((box[0] + box[2]) / 2 * w), w - 1)
+                row = min(int((box[1] + box[3]) / 2 * h), h - 1)
+                reward = reward + self.hit * float(np.exp(-self._distance[row, col] / self.hit_radius))
+            if self._mask is not None:
+                h, w = self._mask.shape
+                x1, x2 = int(round(box[0] * w)), int(round(box[2] * w))
+                y1, y2 = int(round(box[1] * h)), int(round(box[3] * h))
+                reward = reward + self.cover * float(self._mask[y1:y2, x1:x2].sum() / self._mask.sum())
         return obs, reward, terminated, truncated, info
 
 
@@ -269,8 +320,9 @@ def make_wrappers(cfg: RLConfig, training: bool = False) -> list[Any]:
 
     wrappers = [functools.partial(BoxAction, n_points=cfg.n_points, presence=cfg.presence),
                 functools.partial(NumericObservation, size=cfg.obs_size, question_dim=cfg.question_dim)]
-    if training and cfg.giou_shaping > 0:
-        wrappers.append(functools.partial(GIoUShaping, coef=cfg.giou_shaping))
+    if training and cfg.shaped:
+        wrappers.append(functools.partial(RewardShaping, giou=cfg.giou_shaping, hit=cfg.hit_shaping,
+                                          hit_radius=cfg.hit_radius, cover=cfg.cover_shaping))
     if training and cfg.augment:
         wrappers.append(RandomDihedral)
     return wrappers
@@ -491,9 +543,96 @@ class LinearDecay:
         return max(0.0, 1.0 - (self.done + step) / self.total_updates)
 
 
-def build_algorithm(cfg: RLConfig, action_space: Any) -> tuple[Any, BoxActor, LinearDecay | None]:
+def observation_groups(obs: Any) -> np.ndarray:
+    """(N,) id per row, equal exactly for rows with byte-equal observations."""
+    rows = np.ascontiguousarray(np.asarray(obs).reshape(len(obs), -1))
+    ids: dict[bytes, int] = {}
+    return np.array([ids.setdefault(row.tobytes(), len(ids)) for row in rows], dtype=np.int64)
+
+
+def leave_one_out_advantages(rewards: np.ndarray, groups: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Each answer's reward minus the mean reward of the other answers to the same
+    observation (RLOO: an unbiased baseline that knows how hard this image is); ``fallback``
+    (reward − V) where an observation was answered once."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    count = np.bincount(groups)[groups]
+    total = np.bincount(groups, weights=rewards)[groups]
+    others = (total - rewards) / np.maximum(count - 1, 1)
+    return np.where(count > 1, rewards - others, fallback)
+
+
+def make_group_ppo(group_size: int, **kwargs: Any) -> Any:
+    """tianshou PPO, with leave-one-out advantages and group-aligned minibatches when
+    ``group_size`` > 1 (then each image's answers share one forward pass, see
+    :func:`unique_rows`); plain PPO otherwise."""
     import torch
     from tianshou.algorithm import PPO
+    from tianshou.algorithm.modelfree.a2c import A2CTrainingStats
+    from tianshou.data import Batch, SequenceSummaryStats
+
+    class GroupPPO(PPO):
+        def _preprocess_batch(self, batch: Any, buffer: Any, indices: np.ndarray) -> Any:
+            # Episodes last one step, so the return is the reward. The advantage is the
+            # leave-one-out one; the critic runs only on observations answered once.
+            obs = np.asarray(batch.obs)
+            group = observation_groups(obs)
+            alone = np.bincount(group)[group] == 1
+            rew = np.asarray(batch.rew, dtype=np.float32)
+            fallback = np.zeros(len(rew), dtype=np.float32)
+            with torch.no_grad():
+                if alone.any():
+                    fallback[alone] = rew[alone] - self.critic(obs[alone]).flatten().cpu().numpy()
+                act = torch.as_tensor(np.asarray(batch.act), dtype=torch.float32)
+                logp_old = self.policy(Batch(obs=obs, info=Batch())).dist.log_prob(act).flatten()
+            # only what the update reads: slicing the rollout batch copies obs_next too
+            return Batch(obs=obs, info=Batch(), act=act, logp_old=logp_old, group=group, alone=alone,
+                         returns=torch.as_tensor(rew),
+                         adv=torch.as_tensor(leave_one_out_advantages(rew, group, fallback), dtype=torch.float32))
+
+        def _update_with_batch(self, batch: Any, batch_size: int | None, repeat: int) -> Any:
+            # tianshou's loop (clipped surrogate + value loss − entropy bonus) over minibatches
+            # that keep each image's answers together
+            losses, clip_losses, vf_losses, ent_losses = [], [], [], []
+            groups = np.asarray(batch.group)
+            order = np.argsort(groups, kind="stable")
+            starts = np.flatnonzero(np.r_[True, groups[order][1:] != groups[order][:-1]])
+            members = np.split(order, starts[1:])
+            size = batch_size or len(groups)
+            for _ in range(repeat):
+                rows = np.concatenate([members[i] for i in np.random.permutation(len(members))])
+                for start in range(0, len(rows), size):
+                    idx = rows[start:start + size]
+                    obs, alone = batch.obs[idx], batch.alone[idx]
+                    advantages = batch.adv[idx]
+                    if self.advantage_normalization:
+                        advantages = (advantages - advantages.mean()) / (advantages.std() + self._eps)
+                    dist = self.policy(Batch(obs=obs, info=Batch())).dist
+                    ratios = (dist.log_prob(batch.act[idx]) - batch.logp_old[idx]).exp().float()
+                    surr1 = ratios * advantages
+                    surr2 = ratios.clamp(1.0 - self.eps_clip, 1.0 + self.eps_clip) * advantages
+                    clip_loss = -torch.min(surr1, surr2).mean()
+                    # the critic is the baseline of observations answered once only (none when
+                    # the groups hold): it is neither run nor trained on the others, so its value
+                    # loss does not eat the actor's share of the clipped gradient norm
+                    vf_loss = ((batch.returns[idx][alone] - self.critic(obs[alone]).flatten()).pow(2).mean()
+                               if alone.any() else torch.zeros(()))
+                    ent_loss = dist.entropy().mean()
+                    loss = clip_loss + self.vf_coef * vf_loss - self.ent_coef * ent_loss
+                    self.optim.step(loss)
+                    clip_losses.append(clip_loss.item())
+                    vf_losses.append(vf_loss.item())
+                    ent_losses.append(ent_loss.item())
+                    losses.append(loss.item())
+            return A2CTrainingStats(loss=SequenceSummaryStats.from_sequence(losses),
+                                    actor_loss=SequenceSummaryStats.from_sequence(clip_losses),
+                                    vf_loss=SequenceSummaryStats.from_sequence(vf_losses),
+                                    ent_loss=SequenceSummaryStats.from_sequence(ent_losses),
+                                    gradient_steps=len(losses))
+
+    return GroupPPO(**kwargs) if group_size > 1 else PPO(**kwargs)
+
+
+def build_algorithm(cfg: RLConfig, action_space: Any) -> tuple[Any, BoxActor, LinearDecay | None]:
     from tianshou.algorithm.modelfree.reinforce import ProbabilisticActorPolicy
     from tianshou.algorithm.optim import AdamOptimizerFactory
     from torch.distributions import Independent, Normal
@@ -515,10 +654,19 @@ def build_algorithm(cfg: RLConfig, action_space: Any) -> tuple[Any, BoxActor, Li
     decay = LinearDecay(math.ceil(cfg.total_env_steps / cfg.steps_per_update)) if cfg.lr_schedule == "linear" else None
     if decay is not None:
         optim = optim.with_lr_scheduler_factory(decay)
-    algo = PPO(policy=policy, critic=critic, optim=optim, eps_clip=cfg.eps_clip,
-               vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, max_grad_norm=cfg.max_grad_norm or None,
-               gae_lambda=1.0, gamma=1.0, advantage_normalization=True, max_batchsize=cfg.steps_per_update)
+    algo = make_group_ppo(cfg.group_size, policy=policy, critic=critic, optim=optim, eps_clip=cfg.eps_clip,
+                          vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, max_grad_norm=cfg.max_grad_norm or None,
+                          gae_lambda=1.0, gamma=1.0, advantage_normalization=True, max_batchsize=cfg.steps_per_update)
     return algo, actor, decay
+
+
+def reset_seeds(cfg: RLConfig, updates: int) -> int | list[int]:
+    """The train vector env's reset seed(s). A resumed run draws new images: the seed moves
+    on with the update count. With ``group_size`` > 1 the sub-envs of one block share a
+    seed, hence (one-step episodes, same-step autoreset) every later image, question and
+    flip: each image is answered ``group_size`` times per step."""
+    base = cfg.seed + 1000 * updates
+    return [base + i // cfg.group_size for i in range(cfg.num_envs)] if cfg.group_size > 1 else base
 
 
 def _seed_everything(seed: int) -> None:
@@ -547,8 +695,8 @@ def train(cfg: RLConfig, argv: Sequence[str] = ()) -> dict[str, Any]:
     _seed_everything(cfg.seed)
 
     env_id, kwargs = cfg.env_id_and_kwargs(cfg.train_split, cfg.train_root())
-    if cfg.giou_shaping > 0:
-        kwargs["privileged"] = True  # the shaping term reads the GT box; the policy never sees it
+    if cfg.shaped:
+        kwargs["privileged"] = True  # the shaping terms read the GT mask; the policy never sees it
     venv = t2s_env.make_vec(env_id, cfg.num_envs, cfg.vectorization_mode, wrappers=make_wrappers(cfg, training=True),
                             **kwargs)
     train_envs = TianshouVectorEnv(venv)
@@ -566,7 +714,7 @@ def train(cfg: RLConfig, argv: Sequence[str] = ()) -> dict[str, Any]:
         print(f"t2s: resuming from {resume} (env step {env_steps}, update {updates})", file=sys.stderr)
     # A resumed run draws new images: the env seed moves on with the update count.
     collector = Collector(algo, train_envs, VectorReplayBuffer(cfg.steps_per_update, cfg.num_envs))
-    collector.reset(reset_buffer=True, gym_reset_kwargs={"seed": cfg.seed + 1000 * updates})
+    collector.reset(reset_buffer=True, gym_reset_kwargs={"seed": reset_seeds(cfg, updates)})
 
     writer = SummaryWriter(str(out / "tb"), purge_step=env_steps if env_steps else None)
     start = time.monotonic()

@@ -75,8 +75,34 @@ def encode_raw_observation(observation: Mapping[str, Any], spec: PolicySpec) -> 
     return flatten_obs(image, question)
 
 
+def _as_rows(obs: Any, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(obs) if not isinstance(obs, torch.Tensor) else obs, dtype=torch.float32, device=device)
+
+
+def unique_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(the distinct rows of ``x`` (U, D), index of each row's copy (N,)), or ``(x, None)``
+    when every row is distinct. Rows are keyed by a fixed random projection (equal rows have
+    equal keys), and the grouping is checked exactly, so colliding keys only cost the sharing.
+
+    Training with ``group_size`` > 1 answers each image several times, so a batch holds each
+    observation that many times: the networks run once per distinct observation and their
+    outputs are indexed back (the gradient sums over the copies)."""
+    if len(x) < 2:
+        return x, None
+    gen = torch.Generator().manual_seed(x.shape[1])
+    key = x @ torch.randn(x.shape[1], generator=gen).to(x.device)
+    keys, inverse = torch.unique(key, return_inverse=True)
+    if len(keys) == len(x):
+        return x, None
+    first = torch.full((len(keys),), len(x), dtype=torch.long, device=x.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(x), device=x.device), reduce="amin")
+    if not torch.equal(x[first][inverse], x):  # a collision of keys: no sharing, exact anyway
+        return x, None
+    return x[first], inverse
+
+
 def _split(obs: Any, spec: PolicySpec, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.as_tensor(np.asarray(obs) if not isinstance(obs, torch.Tensor) else obs, dtype=torch.float32, device=device)
+    x = _as_rows(obs, device)
     n_img = spec.obs_size * spec.obs_size * 3
     image = x[:, :n_img].reshape(-1, spec.obs_size, spec.obs_size, 3).permute(0, 3, 1, 2) / 255.0
     return image, x[:, n_img:]
@@ -99,13 +125,17 @@ class ImageQuestionTrunk(nn.Module):
         self.mix = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU())
 
     def forward(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features (N, C, S/4, S/4), question embedding (N, 64))."""
-        image, question = _split(obs, self.spec, next(self.parameters()).device)
+        """(features (N, C, S/4, S/4), question embedding (N, 64)); computed once per
+        distinct observation row (see :func:`unique_rows`)."""
+        rows, inverse = unique_rows(_as_rows(obs, next(self.parameters()).device))
+        image, question = _split(rows, self.spec, rows.device)
         q = self.question(question)
         gamma, beta = self.film(q).chunk(2, dim=1)
         f = self.conv(image)
-        f = f * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
-        return self.mix(f), q
+        f = self.mix(f * (1 + gamma[:, :, None, None]) + beta[:, :, None, None])
+        if inverse is not None:
+            f, q = f[inverse], q[inverse]
+        return f, q
 
 
 def _coords(n: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
@@ -435,8 +465,10 @@ class ValueNet(nn.Module):
         self.head = nn.Sequential(nn.Linear(16 + spec.question_dim, 64), nn.ReLU(), nn.Linear(64, 1))
 
     def forward(self, obs: Any, state: Any = None, info: Any = None) -> torch.Tensor:
-        image, question = _split(obs, self.spec, next(self.parameters()).device)
-        return self.head(torch.cat([self.conv(image), question], dim=1))
+        rows, inverse = unique_rows(_as_rows(obs, next(self.parameters()).device))
+        image, question = _split(rows, self.spec, rows.device)
+        value = self.head(torch.cat([self.conv(image), question], dim=1))
+        return value if inverse is None else value[inverse]
 
 
 # -- policy.pt ------------------------------------------------------------------------------
@@ -504,4 +536,5 @@ __all__ = [
     "load_policy",
     "make_actor",
     "save_policy",
+    "unique_rows",
 ]
