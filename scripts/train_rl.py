@@ -8,9 +8,10 @@ The agent acts through :mod:`t2s_env.wrappers` (a normalised box in, the frame a
 PPO's advantage is ``reward − V(obs)``; with ``group_size`` > 1 (the default recipe) the
 sub-envs of a group are seeded alike and answer the same image, and an answer's advantage
 is its reward minus the mean of the group's other answers (the critic then only covers
-observations answered once, normally none, so ``loss/critic`` reads 0). Every ``eval_every`` updates the deterministic
-policy answers every image of the val split once (gIoU under the strict protocol, i.e.
-the reward's IoU term: an empty target scores 1 iff the answer is ``[]``).
+observations answered once, normally none, so ``loss/critic`` reads 0). Every
+``eval_every`` updates the deterministic policy answers every image of the val split once
+(gIoU under the strict protocol, i.e. the reward's IoU term: an empty target scores 1 iff
+the answer is ``[]``).
 
 Writes ``DIR/config.yaml`` (resolved config, versions, git commit), TensorBoard scalars
 under ``DIR/tb`` (``train/episode_reward``, ``train/iou``, ``train/reward_{iou,json,think}``,
@@ -216,17 +217,18 @@ def generalized_iou(a: np.ndarray, b: np.ndarray) -> float:
 class RewardShaping(gymnasium.Wrapper):
     """Training reward = env reward + ``giou`` · GIoU(action box, GT mask's box)
     + ``hit`` · exp(−d / ``hit_radius``), d the distance (frame-side units) from the action
-    box's centre to the nearest target pixel (0 inside the target).
+    box's centre to the nearest target pixel (0 inside the target)
+    + ``cover`` · the share of the target's pixels inside the box (edges rounded to pixels).
+    An empty target adds nothing.
 
     The IoU of a box that misses the target is 0 whatever its distance, so most early
     actions carry no signal; GIoU grows as the box moves towards the target. GIoU aims at the
     box around *all* instances, and a small target's IoU stays tiny even when it is found
     (a 4 px pool in a 20 px box: 0.04); the hit term pays for landing on any instance, so
-    finding small and scattered targets is worth learning. The GT comes from the env's
-    ``privileged`` reset info and is removed from the info; the policy never sees it.
-    ``info["env_reward"]`` keeps the env's own reward (what is logged). ``cover`` · the share
-    of the target's pixels inside the box (box edges rounded to pixels) asks for boxes that
-    contain the object, as GrabCut needs. An empty target adds nothing.
+    finding small and scattered targets is worth learning. The cover term asks for boxes
+    that contain the object, as GrabCut needs. The GT comes from the env's ``privileged``
+    reset info and is removed from the info; the policy never sees it.
+    ``info["env_reward"]`` keeps the env's own reward (what is logged).
     """
 
     def __init__(self, env: Any, giou: float = 0.0, hit: float = 0.0, hit_radius: float = 0.03125,
@@ -712,7 +714,6 @@ def train(cfg: RLConfig, argv: Sequence[str] = ()) -> dict[str, Any]:
                 for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
                     group["lr"] = base * decay.factor(0)
         print(f"t2s: resuming from {resume} (env step {env_steps}, update {updates})", file=sys.stderr)
-    # A resumed run draws new images: the env seed moves on with the update count.
     collector = Collector(algo, train_envs, VectorReplayBuffer(cfg.steps_per_update, cfg.num_envs))
     collector.reset(reset_buffer=True, gym_reset_kwargs={"seed": reset_seeds(cfg, updates)})
 

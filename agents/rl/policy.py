@@ -138,6 +138,13 @@ class ImageQuestionTrunk(nn.Module):
         return f, q
 
 
+def _zero_init(*layers: nn.Module) -> None:
+    """Zero weights and biases: the layer's output starts at 0 whatever its input."""
+    for layer in layers:
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+
+
 def _coords(n: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     """(N, 2, H, W) x and y of each cell's centre in [-1, 1] (CoordConv channels)."""
     ys = (torch.arange(h, device=like.device, dtype=like.dtype) + 0.5) / h * 2 - 1
@@ -167,14 +174,11 @@ class CoordQueryActor(nn.Module):
         self.size_map = nn.Conv2d(c, 2, 1)
         self.size_q = nn.Linear(64, 2)
         # zero query: a uniform heat map, so the first boxes are centred
-        for layer in (self.query, self.size_map, self.size_q):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        _zero_init(self.query, self.size_map, self.size_q)
         # start near the best fixed guess: a centred box of half the frame
         self.size_bias = nn.Parameter(torch.full((2,), math.log(0.25)))
         self.offset = nn.Conv2d(c, 2, 1)
-        nn.init.zeros_(self.offset.weight)
-        nn.init.zeros_(self.offset.bias)
+        _zero_init(self.offset)
         extra = 2 * spec.n_points + int(spec.presence)
         self.extra = nn.Linear(64 + 2, extra) if extra else None
         self.log_std = nn.Parameter(torch.full((spec.action_dim,), math.log(init_std)))
@@ -353,9 +357,7 @@ class CellBoxActor(nn.Module):
         self.size_map = nn.Conv2d(c, 2, 1)
         self.size_q = nn.Linear(64, 2)
         # a uniform heat map and one box size (15 % of the side) to start
-        for layer in (self.heat, self.size_map, self.size_q):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        _zero_init(self.heat, self.size_map, self.size_q)
         self.size_bias = nn.Parameter(torch.full((2,), math.log(0.15)))
         self.log_std = nn.Parameter(torch.full((1,), math.log(init_std)))
 
