@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import enum
 import importlib.metadata
 import os
@@ -55,7 +54,7 @@ from typing import Any, Iterable, Literal, Sequence
 
 import yaml
 
-from t2s_env.errors import ConfigError
+from t2s_env.errors import ConfigError, did_you_mean
 
 #: Keys of a recipe file that are no dataclass field: trl's ``env`` and our ``provenance``.
 RESERVED_KEYS = ("env", "provenance")
@@ -214,9 +213,7 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _unknown(key: str, where: str, known: Iterable[str], prog: str) -> ConfigError:
-    close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.75)
-    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-    return ConfigError(f"{where}: unknown key {key!r}{hint}; `{prog} --help` lists every key")
+    return ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, known)}; `{prog} --help` lists every key")
 
 
 def _read_recipe(path: str) -> dict[str, Any]:

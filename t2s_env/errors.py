@@ -8,6 +8,9 @@ anything else that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 
 class T2SError(Exception):
     """A problem with the user's input, explained in one line."""
@@ -23,3 +26,10 @@ class CheckpointError(T2SError):
 
 class ConfigError(T2SError):
     """An option, name or configuration value is invalid."""
+
+
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """`` (did you mean a or b?)`` for the valid names close to ``name``, else ``""``: the
+    suffix every "unknown key/name" message carries."""
+    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=3, cutoff=0.75)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
