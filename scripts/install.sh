@@ -12,7 +12,7 @@ SAM2_SPEC="${T2S_SAM2_SPEC:-sam2==1.1.0}"
 
 # PIP_CONSTRAINT=constraints/minimum.txt (with T2S_TORCH_SPEC="torch==2.5.1 torchvision==0.20.1")
 # installs the oldest allowed versions instead: `make test-min`.
-stamp_of() { cat setup.cfg pyproject.toml scripts/install.sh ${PIP_CONSTRAINT:-} | sha256sum | cut -c1-16; echo "$TORCH_SPEC $SAM2_SPEC ${PIP_CONSTRAINT:-}"; }
+stamp_of() { cat setup.cfg pyproject.toml scripts/install.sh constraints/verl-test.txt ${PIP_CONSTRAINT:-} | sha256sum | cut -c1-16; echo "$TORCH_SPEC $SAM2_SPEC ${PIP_CONSTRAINT:-} ${T2S_NO_VERL:-}"; }
 want="$(stamp_of)"
 if [ -f "$VENV/.t2s-install-stamp" ] && [ "$(cat "$VENV/.t2s-install-stamp")" = "$want" ] \
    && [ -x "$VENV/bin/t2s" ]; then
@@ -30,6 +30,16 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 # and its optional CUDA extension is skipped: it only serves hole-filling post-processing.
 SAM2_BUILD_CUDA=0 "${PIP[@]}" install --no-build-isolation "$SAM2_SPEC"
 "${PIP[@]}" install -e ".[all]"
+# verl 0.9.1 for tests/test_integrations.py, beside the environment rather than in it (it pins
+# transformers<5.11 and needs ray): constraints/verl-test.txt lists it and what its reward code
+# imports; --no-deps keeps torch & co. from being installed twice (+227 MB, ~20 s; measured in
+# docs/scale-out.md). The environment's own constraint file does not apply to this folder.
+# T2S_NO_VERL=1 skips it (those tests then skip, naming this folder).
+VERL_DIR="$VENV/verl-0.9.1"
+if [ -z "${T2S_NO_VERL:-}" ]; then
+  rm -rf "$VERL_DIR"
+  env -u PIP_CONSTRAINT "${PIP[@]}" install --no-deps --no-compile --target "$VERL_DIR" -r constraints/verl-test.txt
+fi
 # A headless browser for the test that opens `t2s report`'s page (skipped without one).
 # Best effort: only through apt-get as root, and never fatal; T2S_NO_CHROMIUM=1 skips it.
 if [ -z "${T2S_NO_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 \
