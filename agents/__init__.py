@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 from t2s_env import ConfigError
+from t2s_env.errors import did_you_mean
 
 from .base import Agent
 
@@ -108,7 +109,8 @@ def _resolve(name: str) -> tuple[type[Agent], str, str, Any, Any]:
     else:
         ep = entry_point_agents().get(name)
         if ep is None:
-            raise ConfigError(f"unknown agent {name!r}; valid: {', '.join(available_agents())}, "
+            names = available_agents()
+            raise ConfigError(f"unknown agent {name!r}{did_you_mean(name, names)}; valid: {', '.join(names)}, "
                               "or a plug-in as module.path:Class[:arg]")
         kind, target, dist = "entry_point", ep.value, ep.dist
     module_name, _, attr = target.partition(":")
@@ -190,8 +192,9 @@ def make_agent(spec: "str | Mapping[str, Any]", **options: Any) -> Agent:
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = [k for k in options if k not in params and not accepts_any]
     if unknown:
-        valid = [p for p in params if p not in ("self",)]
-        raise ConfigError(f"agent {name!r} has no option(s) {unknown}; valid: {', '.join(valid) or 'none'}")
+        valid = [p for p, param in params.items() if p != "self" and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)]
+        raise ConfigError(f"agent {name!r} has no option {unknown[0]!r}{did_you_mean(unknown[0], valid)}; "
+                          f"valid: {', '.join(valid) or 'none'}")
     agent = cls(**options)
     if cls.name == Agent.name:  # a plug-in that names itself nothing goes by its class
         agent.name = cls.__name__

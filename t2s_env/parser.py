@@ -49,6 +49,10 @@ MAX_REPAIR_CHARS = 32_000
 MAX_REPAIR_READS = 12_000
 #: At most this many instances are kept after de-duplication.
 DEFAULT_MAX_INSTANCES = 64
+#: ``parse_error`` of an answer whose JSON repair stopped at MAX_REPAIR_READS: not the
+#: "not a JSON list" of an answer that is no list (the repair might have found one).
+REPAIR_BOUND_ERROR = (f"answer needs more JSON repair than the bound allows ({MAX_REPAIR_READS:,} character reads: "
+                      "about 60-70 instances of near-JSON); valid JSON is not bounded this way")
 
 #: Upstream's format-reward pattern (SPEC §4), kept as the definition that
 #: :func:`think_format_ok` reproduces in linear time; never run it on model output.
@@ -243,6 +247,8 @@ def _parse_answer(
         data = decoded[s]
     else:
         data = decoded[s] = _loads(s)
+    if data is _REPAIR_BOUND:
+        return None, REPAIR_BOUND_ERROR
     if not isinstance(data, list):
         return None, "answer is not a JSON list"
     prompts = []
@@ -275,10 +281,12 @@ def _loads(s: str) -> Any:
     # Its cost is superlinear on some malformed inputs (e.g. "[" + "t]{" * n: 0.07 s at
     # 500 characters, 3.8 s at 4,000), so its work is bounded: it reads the text through
     # a str whose character reads are counted, and gives up past MAX_REPAIR_READS (a
-    # failed parse, the same every time). Ordinary repairs read ~4 characters per
-    # character, so near-JSON answers up to ~3,000 characters are repaired as upstream.
+    # failed parse with REPAIR_BOUND_ERROR, the same every time). Ordinary repairs read
+    # 2.1-2.5 characters per character: near-JSON answers of up to 4,700-5,700 characters
+    # (60-71 bbox+2pos instances; measured per kind of repair in docs/benchmark.md's
+    # "Limits") are repaired as upstream.
     if len(s) > MAX_REPAIR_CHARS:
-        return None
+        return _REPAIR_BOUND  # it would run out of reads: at least one per character
     import json_repair
 
     text = _CountedText(s)
@@ -287,7 +295,7 @@ def _loads(s: str) -> Any:
         # skip_json_loads: its first step is the json.loads that just failed
         return json_repair.loads(text, skip_json_loads=True)
     except _RepairTooCostly:
-        return None
+        return _REPAIR_BOUND  # not "no list": the answer may be one, past the bound
     except Exception:  # noqa: BLE001
         return None
 
@@ -300,6 +308,10 @@ def _hand_repairable(s: str) -> bool:
         return False
     compact = "".join(s.split())
     return not any(e in compact for e in ("[]", "{}", "''", ",,", "[,", "{,"))
+
+
+#: what :func:`_loads` returns when the repair parser ran out of reads
+_REPAIR_BOUND = object()
 
 
 class _RepairTooCostly(BaseException):

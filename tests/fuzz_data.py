@@ -6,11 +6,15 @@ finding.
 
 Targets: the RRSIS-D refs pickle and ``instances.json``, RefSegRS TIFF images and masks,
 EarthReason PNG/JPEG images, labels and QA JSON files. Each is mutated at the byte level
-(flips, interesting bytes, insertions, deletions, truncation, chunk copies); the two
+(flips, interesting bytes, insertions, deletions, truncation, chunk copies; the refs
+pickle also as written by protocols 0 and 2, whose explicit memo indexes flips make huge,
+which once made a run allocate 18.5 GB); the two
 annotation files are also mutated as structures (a value replaced by junk: huge, NaN,
 negative, wrong type, deep nesting), because byte flips of JSON and pickles mostly stop
 at the parser. ``tests/test_data_fuzz.py`` runs this in a child process so that a
-segfault or a hang fails one test instead of killing the session.
+segfault or a hang fails one test instead of killing the session. The address space is
+capped (a bomb fails as a MemoryError, reported), and a case that raises the peak
+resident memory by more than ``CASE_MEMORY_MIB`` is a finding too.
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ from typing import Any, Callable
 import numpy as np
 
 CASE_SECONDS = 10  # a case slower than this is reported as a hang
+#: a case that raises the process's peak resident memory by more than this is a finding
+CASE_MEMORY_MIB = 256
+#: the address space is capped at what the loaders need plus this: an allocation bomb
+#: fails as a MemoryError (a finding) instead of exhausting the machine
+SPARE_ADDRESS_SPACE_MIB = 2048
 
 
 def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
@@ -128,6 +137,8 @@ def run_case(load: Callable[[], Any]) -> str | None:
                 except T2SError as exc:
                     if "\n" in str(exc):
                         return f"multi-line error: {str(exc)[:300]!r}"
+                    if "MemoryError" in str(exc):  # an allocation the cap refused: a bomb got through
+                        return f"out of memory: {str(exc)[:300]!r}"
         return None
     except Hang as exc:
         return f"hang: {exc}"
@@ -136,6 +147,25 @@ def run_case(load: Callable[[], Any]) -> str | None:
         return f"{type(exc).__name__}: {str(exc)[:200]} at {Path(tb.filename).name}:{tb.lineno}"
     finally:
         signal.alarm(0)
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _cap_address_space(spare_mib: int) -> None:
+    """Limit the address space to what is mapped now plus ``spare_mib`` (Linux only)."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as f:
+            mapped_kb = next(int(line.split()[1]) for line in f if line.startswith("VmPeak"))
+    except (OSError, StopIteration):
+        return
+    limit = (mapped_kb << 10) + (spare_mib << 20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,9 +207,17 @@ def main(argv: list[str] | None = None) -> int:
         "label png": (er, "val/labels/img001.png", lambda r: lambda strict: EarthReasonDataset(r, "val", strict=strict)),
         "QA json": (er, "val/QAs/img000.json", lambda r: lambda strict: EarthReasonDataset(r, "val", strict=strict)),
     }
+    # Old-protocol pickles store memo indexes explicitly (BINPUT, LONG_BINPUT, PUT), which
+    # byte flips turn into huge ones; the file written above is protocol 4 (MEMOIZE).
+    old_protocol_refs = {0: pickle.dumps(refs, protocol=0), 2: pickle.dumps(refs, protocol=2)}
     rng = random.Random(args.seed)
     findings: list[str] = []
     cases = 0
+    # one load of each target first, so that the cap leaves room for what a good file needs
+    for root, rel, make_load in targets.values():
+        run_case(make_load(root))
+    _cap_address_space(SPARE_ADDRESS_SPACE_MIB)
+    peak = _peak_rss_mib()
     t0 = time.perf_counter()
     for name, (root, rel, make_load) in targets.items():
         case_root = work / "case" / root.name
@@ -194,11 +232,16 @@ def main(argv: list[str] | None = None) -> int:
                 data = pickle.dumps(mutate_structure(refs, rng), protocol=rng.choice((2, 4)))
             elif structured:
                 data = json.dumps(mutate_structure(instances, rng)).encode()
+            elif name == "refs pickle" and k % 4 == 2:
+                data = mutate_bytes(old_protocol_refs[rng.choice((0, 2))], rng)
             else:
                 data = mutate_bytes(original, rng)
             target.write_bytes(data)
             cases += 1
             finding = run_case(make_load(case_root))
+            if _peak_rss_mib() - peak > CASE_MEMORY_MIB:
+                finding = finding or f"peak memory grew by {_peak_rss_mib() - peak:.0f} MiB"
+            peak = _peak_rss_mib()
             if finding:
                 findings.append(f"{name} #{k}: {finding}")
         target.write_bytes(original)

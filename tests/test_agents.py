@@ -58,6 +58,21 @@ def test_name_arg_parsing():
         make_agent("full-image", colour="red")
 
 
+@pytest.mark.parametrize(
+    "spec, options, needle",
+    [
+        ("oracle-bx", {}, "unknown agent 'oracle-bx' (did you mean oracle-box?); valid: full-image, center-box"),
+        ("centre-box:0.5", {}, "unknown agent 'centre-box' (did you mean center-box?)"),
+        ("random-box", {"sed": 3}, "agent 'random-box' has no option 'sed' (did you mean seed?); valid: seed, "),
+        ({"name": "center-box", "fracton": 0.3}, {}, "agent 'center-box' has no option 'fracton' (did you mean fraction?)"),
+    ],
+)
+def test_misspelt_agent_names_and_options_say_did_you_mean(spec, options, needle):
+    with pytest.raises(ConfigError) as e:
+        make_agent(spec, **options)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
 # -- baselines --------------------------------------------------------------------------
 
 def test_full_image_box_is_the_image():

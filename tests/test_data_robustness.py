@@ -188,21 +188,97 @@ def test_decompression_bomb_is_one_line(er_root, capsys, monkeypatch):
     assert "too large to decode safely" in line and "MAX_IMAGE_PIXELS" in line
 
 
-MALFORMED_PICKLES = {
-    "TypeError": b"](X\x01\x00\x00\x00aK\x02u.",  # SETITEMS on a list
-    "OverflowError": b"\x80\x04\x8e" + (2**63 + 5).to_bytes(8, "little") + b".",  # BINBYTES8 length
-    "MemoryError": b"\x80\x02]r\xff\xff\xff\x7f.",  # LONG_BINPUT at memo index 2**31 - 1
+MALFORMED_PICKLES = {  # name: (file, what the error line says)
+    "SETITEMS on a list": (b"](X\x01\x00\x00\x00aK\x02u.", "TypeError"),
+    # refused by the opcode pass before the unpickler reserves or indexes anything:
+    "BINBYTES8 length": (b"\x80\x04\x8e" + (2**63 + 5).to_bytes(8, "little") + b".",
+                         "BINBYTES8 at byte 2 declares 9,223,372,036,854,775,813 bytes but 1 remain"),
+    "LONG_BINPUT 2**31-1": (b"\x80\x02]r\xff\xff\xff\x7f.", "LONG_BINPUT at byte 3 stores memo index 2,147,483,647 after only 3 opcodes"),
+    "PUT 10**8": (b"(lp100000000\n.", "PUT at byte 2 stores memo index 100,000,000 after only 3 opcodes"),
+    "BINUNICODE length": (b"\x80\x02X\xff\xff\xff\xffabc.", "BINUNICODE at byte 2 declares 4,294,967,295 bytes but 4 remain"),
+    "FRAME length": (b"\x80\x04\x95" + (2**40).to_bytes(8, "little") + b"].", "FRAME at byte 2 declares 1,099,511,627,776 bytes"),
+    "no STOP": (b"\x80\x02]q\x00", "without a STOP opcode"),
+    "not an opcode": (b"\x80\x02]\xff.", "byte 3 holds 0xff, which is not a pickle opcode"),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(MALFORMED_PICKLES))
 def test_malformed_refs_pickle_is_one_line(rrsisd_root, capsys, kind):
     refs = rrsisd_root / "rrsisd" / "refs(unc).p"
-    refs.write_bytes(MALFORMED_PICKLES[kind])
+    data, needle = MALFORMED_PICKLES[kind]
+    refs.write_bytes(data)
     rc, _, err = _run_cli(["data", "check", "rrsisd", "--root", str(rrsisd_root), "--split", "test"], capsys)
     assert rc == 2
     line = _one_error_line(err)
-    assert str(refs) in line and kind in line
+    assert str(refs) in line and needle in line
+
+
+#: a child that runs `t2s data check rrsisd` under an address-space limit and reports its
+#: peak resident and virtual memory on stdout (the error line goes to stderr)
+BOUNDED_CHECK = """
+import resource, sys
+limit = int(sys.argv[2])
+if limit:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from t2s_env.cli import main
+rc = main(["data", "check", "rrsisd", "--root", sys.argv[1], "--split", "test"])
+peak = [l.split()[1] for l in open("/proc/self/status") if l.startswith("VmPeak")][0]
+print("MEMORY", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, int(peak), flush=True)
+sys.exit(rc)
+"""
+
+
+def _bounded_check(root: Path, limit: int = 0) -> tuple[int, str, int, int]:
+    """(exit status, stderr, peak RSS in kB, peak virtual size in kB) of a child check."""
+    proc = subprocess.run([sys.executable, "-c", BOUNDED_CHECK, str(root), str(limit)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    memory = [line.split() for line in proc.stdout.splitlines() if line.startswith("MEMORY ")]
+    assert memory, f"child died with {proc.returncode}: {proc.stderr[-2000:]}"
+    return proc.returncode, proc.stderr, int(memory[0][1]), int(memory[0][2])
+
+
+def _memo_bomb(index: int, size: int = 399) -> bytes:
+    """A ``size``-byte protocol-2 refs pickle (one plausible ref) whose first memo store
+    names ``index``: CPython's unpickler grows its memo array to that size first."""
+    def dumped(pad: str) -> bytes:
+        return pickle.dumps([{"ref_id": 101, "image_id": 1, "ann_id": 11, "split": "test", "note": pad,
+                              "sentences": [{"sent": "the airplane on the upper left"}]}], protocol=2)
+    pad = "x" * (size - len(dumped("")) - 3)  # LONG_BINPUT takes 3 bytes more than BINPUT
+    data = dumped(pad)
+    assert data[2:5] == b"]q\x00"  # EMPTY_LIST, BINPUT 0
+    data = data[:3] + b"r" + index.to_bytes(4, "little") + data[5:]
+    assert len(data) == size
+    return data
+
+
+@pytest.mark.slow
+def test_refs_pickle_memo_bomb_is_refused_in_bounded_memory(rrsisd_root):
+    """Before: a 399-byte refs file with memo index 2e8 made `t2s data check` use 3.6 GB
+    and exit 0. Now the opcode pass refuses it before unpickling: one line, exit 2, and
+    no more memory than checking the real file (the child's address space is capped at
+    that plus 1 GiB, so the old code fails rather than exhausting the machine)."""
+    rc, err, rss_kb, vm_kb = _bounded_check(rrsisd_root)
+    assert rc == 0, err
+    refs = rrsisd_root / "rrsisd" / "refs(unc).p"
+    refs.write_bytes(_memo_bomb(200_000_000))
+    rc, err, bomb_rss_kb, _ = _bounded_check(rrsisd_root, limit=(vm_kb << 10) + (1 << 30))
+    assert rc == 2
+    line = _one_error_line(err)
+    assert line == (f"t2s: error: {refs} is not a valid refs file: LONG_BINPUT at byte 3 stores memo index "
+                    f"200,000,000 after only 3 opcodes; download it again")
+    assert bomb_rss_kb - rss_kb < 100_000, (rss_kb, bomb_rss_kb)
+
+
+@pytest.mark.slow
+def test_refs_pickle_with_a_deeply_nested_tuple_key_is_refused(rrsisd_root):
+    """Before: a 1 MB refs file whose dict key is a tuple nested 10**6 deep crashed
+    `t2s data check` with SIGSEGV (hashing a tuple recurses in C without a limit)."""
+    refs = rrsisd_root / "rrsisd" / "refs(unc).p"
+    refs.write_bytes(b"\x80\x02]}K\x01" + b"\x85" * 1_000_000 + b"K\x02sa.")  # [{((...(1,)...),): 2}]
+    rc, err, _, _ = _bounded_check(rrsisd_root)
+    assert rc == 2
+    line = _one_error_line(err)
+    assert str(refs) in line and "nests tuples more than 64 deep" in line
 
 
 def test_unhashable_ids_are_bad_refs(rrsisd_root, capsys):

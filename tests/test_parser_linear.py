@@ -197,10 +197,10 @@ def test_repair_gives_up_on_superlinear_inputs(unit, monkeypatch):
 
     monkeypatch.setattr(parser._CountedText, "__getitem__", spy)
     s = "[" + unit * (4000 // len(unit)) + "]"
-    assert parser._loads(s) is None
+    assert parser._loads(s) is parser._REPAIR_BOUND
     assert len(reads) == parser.MAX_REPAIR_READS + 1  # every read counted, then it stops
     a = parse_completion(f"<think>t</think><answer>{s}</answer>", mode="lenient")
-    assert not a.ok and a.think_ok
+    assert not a.ok and a.think_ok and a.error == parser.REPAIR_BOUND_ERROR
 
 
 def test_repair_budget_survives_the_parser_rebuilding_its_text():
@@ -215,5 +215,31 @@ def test_repair_budget_survives_the_parser_rebuilding_its_text():
     import json_repair
 
     s = '[{"a":1,"a":2},' + "t]{" * 1300
-    assert parser._loads(s) is None
+    assert parser._loads(s) is parser._REPAIR_BOUND
     assert json_repair.loads(s[:60]) == parser._loads(s[:60])
+
+
+def _near_json(n: int) -> str:
+    """``n`` bbox+2pos instances with unquoted keys: near-JSON only the repair parser reads."""
+    cells = [(100 * (k % 10), 100 * (k // 10)) for k in range(n)]  # disjoint boxes: none is de-duplicated
+    insts = [{"bbox_2d": [x + 10, y + 10, x + 90, y + 90], "positive_points": [[x + 40, y + 40], [x + 60, y + 50]]}
+             for x, y in cells]
+    body = json.dumps(insts).replace('"bbox_2d"', "bbox_2d").replace('"positive_points"', "positive_points")
+    return f"<think>t</think><answer>```json{body}```</answer>"
+
+
+def test_an_answer_past_the_repair_bound_says_so_not_that_it_is_no_list():
+    """Before: past MAX_REPAIR_READS the error read "answer is not a JSON list", the text
+    of an answer that is no list. The bound lies at 60-71 instances of near-JSON, by the
+    kind of repair (docs/benchmark.md, Limits); 40 are repaired, 120 are not."""
+    ok = parse_completion(_near_json(40), mode="lenient", image_size=(1000, 1300))
+    assert ok.ok and len(ok.prompts) == 40
+    past = parse_completion(_near_json(120), mode="lenient", image_size=(1000, 1300))
+    assert not past.ok and past.error == parser.REPAIR_BOUND_ERROR
+    assert "12,000 character reads" in past.error and "\n" not in past.error
+    too_long = "<answer>[" + "{bbox_2d: [1, 2, 30, 40]}, " * 1400 + "]</answer>"  # > MAX_REPAIR_CHARS
+    assert len(too_long) > parser.MAX_REPAIR_CHARS
+    assert parse_completion(too_long, mode="lenient").error == parser.REPAIR_BOUND_ERROR
+    for no_list in ('{"bbox_2d": null}', "12", '"text"'):
+        answer = parse_completion(f"<answer>```json{no_list}```</answer>", mode="lenient")
+        assert answer.error == "answer is not a JSON list", no_list

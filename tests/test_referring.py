@@ -214,12 +214,52 @@ def test_rrsisd_missing_files(rrsisd_root, tmp_path):
     with pytest.raises(DatasetError, match=r"refs\(unc\)\.p"):
         RRSISDDataset(rrsisd_root, "test")
     (rrsisd_root / "rrsisd" / "refs(unc).p").write_bytes(b"not a pickle")
-    with pytest.raises(DatasetError, match="cannot read refs file"):
+    with pytest.raises(DatasetError, match="is not a valid refs file: byte 0 holds 0x6e, which is not a pickle opcode"):
         RRSISDDataset(rrsisd_root, "test")
     (tmp_path / "refs.p").replace(rrsisd_root / "rrsisd" / "refs(unc).p")
     _rewrite_refs(rrsisd_root, lambda refs: [r.update(split="train") for r in refs])
     with pytest.raises(DatasetError, match="no refs with split 'test'; splits present: train"):
         RRSISDDataset(rrsisd_root, "test")
+
+
+def _refs_like(n: int) -> list:
+    """RRSIS-D-shaped refs: lists of dicts of str, int and lists, as the refer tools wrote them."""
+    return [{"ref_id": i, "image_id": 1 + i // 3, "ann_id": 50 + i, "split": ("train", "val", "test")[i % 3],
+             "category_id": 1 + i % 20, "file_name": f"{i // 3:05d}_{i}.jpg", "sent_ids": [i],
+             "sentences": [{"sent_id": i, "sent": f"the white plane {i}", "raw": f"The white plane {i}",
+                            "tokens": ["the", "white", "plane", str(i)]}],
+             "tags": {"a", "b"}, "raw": b"caf\xe9", "score": 0.5, "bbox": (1.0, 2.0, 3.0, 4.0)} for i in range(n)]
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_real_refs_pickles_pass_the_opcode_pass_in_every_protocol(protocol):
+    """What picklers write (and pickletools.optimize rewrites) passes: memo indexes in
+    order, lengths within the file, shallow tuples, even more tuples than the depth bound."""
+    import io
+    import pickletools
+
+    from t2s_env.datasets.pickle_scan import MAX_TUPLE_DEPTH, check_pickle
+
+    refs = _refs_like(200)
+    assert 200 > MAX_TUPLE_DEPTH  # so the tuple-depth simulation runs too
+    for data in (pickle.dumps(refs, protocol=protocol), pickletools.optimize(pickle.dumps(refs, protocol=protocol))):
+        assert check_pickle(data) == sum(1 for _ in pickletools.genops(io.BytesIO(data)))
+    nested: tuple = ()
+    for _ in range(MAX_TUPLE_DEPTH - 1):
+        nested = (nested, 1)
+    check_pickle(pickle.dumps({nested: 1}, protocol=protocol))  # 64 deep: the bound itself
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_tuples_nested_past_the_bound_are_refused_however_built(protocol):
+    from t2s_env.datasets.pickle_scan import MAX_TUPLE_DEPTH, PickleRefused, check_pickle
+
+    shared = (1,)
+    nested: tuple = ()
+    for _ in range(MAX_TUPLE_DEPTH):
+        nested = (nested, shared, shared)  # the memo and DUP/GET carry depths too
+    with pytest.raises(PickleRefused, match=f"nests tuples more than {MAX_TUPLE_DEPTH} deep"):
+        check_pickle(pickle.dumps([{nested: 1}], protocol=protocol))
 
 
 def test_rrsisd_missing_image_strict_and_lenient(rrsisd_root):

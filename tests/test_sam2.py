@@ -261,3 +261,28 @@ def test_sizes_and_options():
         SAM2Segmenter("tiny", allow_random_weights=True, device="cpu", image_size=100)
     with pytest.raises(ConfigError, match="dtype"):
         SAM2Segmenter("tiny", allow_random_weights=True, device="cpu", dtype="fp8")
+
+
+@pytest.mark.parametrize(
+    "options, needle",
+    [
+        ({"image_size": True}, "image_size=True is invalid: give an integer in [64, 4096]"),
+        ({"image_size": 8192}, "image_size=8192"),
+        ({"image_size": 256.0}, "image_size=256.0"),
+        ({"max_decode_batch": 0}, "max_decode_batch=0 is invalid: give an integer >= 1"),
+        ({"max_decode_batch": float("nan")}, "max_decode_batch=nan"),
+        ({"mask_threshold": float("nan")}, "mask_threshold=nan is invalid: give a finite number"),
+        ({"mask_threshold": "0.5"}, "mask_threshold=0.5 is invalid"),
+        ({"seed": 1.5}, "seed=1.5"),
+        ({"compile": "false"}, "compile='false' is invalid: give true or false"),
+        ({"allow_random_weights": 1}, "allow_random_weights=1"),
+        ({"device": "gpu"}, "device=gpu is invalid: give cpu, cuda or cuda:<index>"),
+        ({"device": 1.5}, "device=1.5"),
+        ({"image_sise": 256}, "has no option 'image_sise' (did you mean image_size?)"),
+    ],
+)
+def test_bad_option_values_are_one_line_before_any_model_is_built(options, needle):
+    base = {"device": "cpu", "allow_random_weights": True}
+    with pytest.raises(ConfigError) as e:
+        make_segmenter("sam2:tiny", **{**base, **options})
+    assert needle in str(e.value) and "\n" not in str(e.value)

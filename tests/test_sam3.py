@@ -13,7 +13,7 @@ import torch
 
 pytest.importorskip("transformers")
 
-from t2s_env import CheckpointError, GeometricPrompt as G, Scorer, parse_completion  # noqa: E402
+from t2s_env import CheckpointError, ConfigError, GeometricPrompt as G, Scorer, parse_completion  # noqa: E402
 from t2s_env.env import Think2SegEnv  # noqa: E402
 from t2s_env.segmenters import SEGMENTERS, make_segmenter  # noqa: E402
 from t2s_env.segmenters.sam3_segmenter import SAM3Segmenter, tiny_config  # noqa: E402
@@ -124,6 +124,23 @@ def test_bad_checkpoints_are_one_line_errors(tracker_dir, tmp_path, monkeypatch)
     (other / "config.json").write_text(json.dumps({"model_type": "sam2"}))
     with pytest.raises(CheckpointError, match="not SAM3"):
         make_segmenter(f"sam3:{other}")
+
+
+@pytest.mark.parametrize(
+    "options, needle",
+    [
+        ({"max_decode_batch": 0}, "max_decode_batch=0 is invalid: give an integer >= 1"),
+        ({"max_decode_batch": True}, "max_decode_batch=True"),
+        ({"max_decode_batch": float("inf")}, "max_decode_batch=inf"),
+        ({"allow_random_weights": "yes"}, "allow_random_weights='yes' is invalid"),
+        ({"device": "gpu"}, "device=gpu is invalid"),
+        ({"max_decode_bach": 8}, "has no option 'max_decode_bach' (did you mean max_decode_batch?)"),
+    ],
+)
+def test_bad_option_values_are_one_line(tracker_dir, options, needle):
+    with pytest.raises(ConfigError) as e:
+        make_segmenter(f"sam3:{tracker_dir}", **{"device": "cpu", **options})
+    assert needle in str(e.value) and "\n" not in str(e.value)
 
 
 # -- the text-prompted baseline -----------------------------------------------------------------

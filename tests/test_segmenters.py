@@ -5,6 +5,8 @@ GrabCut's speed is measured in benchmarks/, never asserted here.
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -142,7 +144,7 @@ def test_grabcut_options_and_describe():
         GrabCutSegmenter(max_side=4)
     with pytest.raises(ConfigError):
         GrabCutSegmenter(iterations=0)
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match="has no option 'no_such_option'"):
         make_segmenter("grabcut", no_such_option=1)
 
 
@@ -211,3 +213,58 @@ def test_make_segmenter_unknown_names_list_the_valid_ones(name):
         make_segmenter(name)
     for valid in SEGMENTERS:
         assert valid in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "spec, key, hint",
+    [("grabcut", "iteratons", "iterations"), ("grabcut", "max_sides", "max_side"), ("box", "point_radiu", "point_radius")],
+)
+def test_misspelt_options_are_one_line_with_a_did_you_mean(spec, key, hint):
+    with pytest.raises(ConfigError) as e:
+        make_segmenter(spec, **{key: 5})
+    msg = str(e.value)
+    assert "\n" not in msg and f"has no option {key!r}" in msg and f"(did you mean {hint}?)" in msg
+    assert "valid: " in msg and "point_radius" in msg
+
+
+BAD_NUMBERS = [float("nan"), float("inf"), -float("inf"), True, False, "5", None, [3]]
+
+
+@pytest.mark.parametrize("value", BAD_NUMBERS, ids=repr)
+@pytest.mark.parametrize(
+    "spec, key",
+    [("box", "point_radius")]
+    + [("grabcut", k) for k in ("max_side", "iterations", "context", "min_context", "point_region", "seed_radius",
+                                "point_radius", "min_box_side", "seed", "max_grabcut_instances")],
+)
+def test_numeric_options_refuse_non_finite_and_wrong_types(spec, key, value):
+    with pytest.raises(ConfigError) as e:
+        make_segmenter(spec, **{key: value})
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{spec} option {key}=") and "give " in msg
+
+
+@pytest.mark.parametrize(
+    "spec, options, bound",
+    [
+        ("box", {"point_radius": -1}, "in [0, 1024]"),
+        ("box", {"point_radius": 1e9}, "in [0, 1024]"),  # its stencil would be (2e9)^2 cells
+        ("grabcut", {"max_side": 8}, ">= 16"),
+        ("grabcut", {"max_side": 112.5}, "integer >= 16"),
+        ("grabcut", {"iterations": 0}, ">= 1"),
+        ("grabcut", {"point_region": 1.5}, "in [0, 1]"),
+        ("grabcut", {"seed": 2**31}, "in [0, 2147483647]"),  # cv2.setRNGSeed takes a C int
+        ("grabcut", {"seed": -1}, "in [0, 2147483647]"),
+        ("grabcut", {"seed_radius": 1e12}, "in [0, 1024]"),
+        ("grabcut", {"context": -0.1}, ">= 0"),
+    ],
+)
+def test_numeric_options_out_of_range_name_the_range(spec, options, bound):
+    with pytest.raises(ConfigError, match=re.escape(bound)):
+        make_segmenter(spec, **options)
+
+
+def test_valid_numeric_options_of_any_number_type_are_kept():
+    seg = make_segmenter("grabcut", max_side=np.int64(64), point_radius=np.float32(2.5), context=0, seed=2**31 - 1)
+    assert seg.max_side == 64 and type(seg.max_side) is int and seg.point_radius == 2.5 and seg.context == 0.0
+    assert make_segmenter("box", point_radius=0).point_radius == 0.0

@@ -53,6 +53,7 @@ from ..errors import ConfigError, DatasetError
 from ..instructions import referring_question
 from .base import SPLITS, SampleDataset, list_folder, require_folder
 from .earthreason import seeded_choice
+from .pickle_scan import PickleRefused, check_pickle
 from .sample import Sample, image_size, open_data_file
 
 #: extensions tried, in this order, when an entry's file is not found under its exact name
@@ -498,11 +499,16 @@ MAX_REFS_BYTES = 512 << 20
 
 def read_refs_pickle(path: Path) -> list:
     """The refs of an RRSIS-D ``refs(unc).p``, read with a restricted unpickler (plain data
-    only, so a crafted file cannot run code); any problem is one :class:`DatasetError`."""
+    only, so a crafted file cannot run code) after a pass over its opcodes that bounds
+    what unpickling may allocate (:mod:`.pickle_scan`); any problem is one :class:`DatasetError`."""
     with open_data_file(path, "refs file") as f:
         data = f.read(MAX_REFS_BYTES + 1)
     if len(data) > MAX_REFS_BYTES:
         raise DatasetError(f"refs file {path} is larger than {MAX_REFS_BYTES >> 20} MiB; it cannot be RRSIS-D's refs")
+    try:  # before the unpickler trusts any declared size or index
+        check_pickle(data)
+    except PickleRefused as exc:
+        raise DatasetError(f"{path} is not a valid refs file: {exc}; download it again") from None
     try:
         try:
             refs = _PlainUnpickler(io.BytesIO(data)).load()

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .base import PromptSet, Segmenter
+from .options import MAX_RADIUS, check_real
 
 
 class BoxSegmenter(Segmenter):
@@ -32,7 +33,7 @@ class BoxSegmenter(Segmenter):
     name = "box"
 
     def __init__(self, point_radius: float = 8.0) -> None:
-        self.point_radius = float(point_radius)
+        self.point_radius = check_real(self.name, "point_radius", point_radius, 0.0, MAX_RADIUS)
         self.device = torch.device("cpu")
 
     def encode_batch(self, images: Sequence[np.ndarray]) -> list[Any]:

@@ -44,6 +44,7 @@ import torch
 
 from ..prompt import GeometricPrompt
 from .base import PromptSet, Segmenter, empty_masks
+from .options import MAX_RADIUS, MAX_SEED, check_int, check_real
 
 
 class GrabCutSegmenter(Segmenter):
@@ -83,24 +84,17 @@ class GrabCutSegmenter(Segmenter):
         seed: int = 0,
         max_grabcut_instances: int = 8,
     ) -> None:
-        from ..errors import ConfigError
-
-        if int(max_side) < 16:
-            raise ConfigError(f"grabcut max_side must be >= 16, got {max_side!r}")
-        if int(iterations) < 1:
-            raise ConfigError(f"grabcut iterations must be >= 1, got {iterations!r}")
-        if int(max_grabcut_instances) < 1:
-            raise ConfigError(f"grabcut max_grabcut_instances must be >= 1, got {max_grabcut_instances!r}")
-        self.max_grabcut_instances = int(max_grabcut_instances)
-        self.max_side = int(max_side)
-        self.iterations = int(iterations)
-        self.context = float(context)
-        self.min_context = int(min_context)
-        self.point_region = float(point_region)
-        self.seed_radius = float(seed_radius)
-        self.point_radius = float(point_radius)
-        self.min_box_side = float(min_box_side)
-        self.seed = int(seed)
+        n = self.name
+        self.max_side = check_int(n, "max_side", max_side, 16)
+        self.iterations = check_int(n, "iterations", iterations, 1)
+        self.context = check_real(n, "context", context, 0.0)
+        self.min_context = check_int(n, "min_context", min_context, 0)
+        self.point_region = check_real(n, "point_region", point_region, 0.0, 1.0)
+        self.seed_radius = check_real(n, "seed_radius", seed_radius, 0.0, MAX_RADIUS)
+        self.point_radius = check_real(n, "point_radius", point_radius, 0.0, MAX_RADIUS)
+        self.min_box_side = check_real(n, "min_box_side", min_box_side, 0.0)
+        self.seed = check_int(n, "seed", seed, 0, MAX_SEED)
+        self.max_grabcut_instances = check_int(n, "max_grabcut_instances", max_grabcut_instances, 1)
         self.device = torch.device("cpu")
 
     # -- interface ------------------------------------------------------------------------

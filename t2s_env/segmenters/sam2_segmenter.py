@@ -41,6 +41,7 @@ from ..errors import CheckpointError, ConfigError
 from ..hashing import file_sha256
 from ..prompt import GeometricPrompt
 from .base import PromptSet, Segmenter, empty_masks, instances_by_signature
+from .options import MAX_SEED, check_device, check_flag, check_int, check_real
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ _ALIASES = {"t": "tiny", "s": "small", "b+": "base_plus", "base+": "base_plus", 
 CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/{file}"
 CHECKPOINT_ENV = "T2S_SAM2_CHECKPOINTS"
 DEFAULT_SIZE = "small"  # upstream's choice in every script
+#: the largest model input side accepted (4x SAM2's 1024; encoder memory grows with its square)
+MAX_IMAGE_SIZE = 4096
 #: elements of upsampled float32 logits per step of decode (2**26: 256 MB)
 _UPSAMPLE_BUDGET = 1 << 26
 #: ``max_decode_batch`` when none is given, per device type. CPU: 1, measured -- one prompt
@@ -157,7 +160,7 @@ class SAM2Segmenter(Segmenter):
         seed: int = 0,
     ) -> None:
         self.size = canonical_size(size)
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = check_device(self.name, device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {str(self.device)!r} requested but CUDA is not available")
         if dtype == "auto":
@@ -168,15 +171,16 @@ class SAM2Segmenter(Segmenter):
             self.dtype = torch.float32
         else:
             raise ConfigError(f"dtype must be 'auto', 'bfloat16' or 'float32', got {dtype!r}")
-        if image_size is not None and (int(image_size) < 64 or int(image_size) % 32):
-            raise ConfigError(f"SAM2 image_size must be a multiple of 32 and >= 64, got {image_size!r}")
+        n = self.name
+        if image_size is not None and check_int(n, "image_size", image_size, 64, MAX_IMAGE_SIZE) % 32:
+            raise ConfigError(f"sam2 option image_size={image_size} is invalid: give a multiple of 32 in [64, {MAX_IMAGE_SIZE}]")
         if max_decode_batch is None:
             max_decode_batch = DEFAULT_DECODE_BATCH.get(self.device.type, 64)
-        if int(max_decode_batch) < 1:
-            raise ConfigError(f"max_decode_batch must be >= 1, got {max_decode_batch!r}")
-        self.max_decode_batch = int(max_decode_batch)
-        self.mask_threshold = float(mask_threshold)
-        self.compiled = bool(compile)
+        self.max_decode_batch = check_int(n, "max_decode_batch", max_decode_batch, 1)
+        self.mask_threshold = check_real(n, "mask_threshold", mask_threshold)
+        self.compiled = check_flag(n, "compile", compile)
+        seed = check_int(n, "seed", seed, 0, MAX_SEED)
+        check_flag(n, "allow_random_weights", allow_random_weights)
 
         self.checkpoint = resolve_checkpoint(self.size, checkpoint)
         if self.checkpoint is None and not allow_random_weights:

@@ -29,6 +29,7 @@ import torch
 from ..errors import CheckpointError, ConfigError
 from ..prompt import GeometricPrompt
 from .base import PromptSet, Segmenter, empty_masks, instances_by_signature
+from .options import check_device, check_flag, check_int
 
 CHECKPOINT_ENV = "T2S_SAM3_CHECKPOINT"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -90,12 +91,11 @@ class SAM3Segmenter(Segmenter):
         config: Any = None,
         allow_random_weights: bool = False,
     ) -> None:
+        self.max_decode_batch = check_int(self.name, "max_decode_batch", max_decode_batch, 1)
+        check_flag(self.name, "allow_random_weights", allow_random_weights)
         from transformers import Sam3TrackerModel
 
-        if int(max_decode_batch) < 1:
-            raise ConfigError(f"max_decode_batch must be >= 1, got {max_decode_batch}")
-        self.max_decode_batch = int(max_decode_batch)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = check_device(self.name, device or None)
         if dtype in (None, "auto"):
             self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         elif dtype in ("bfloat16", "float32", "float16"):
