@@ -345,3 +345,16 @@ def test_health_shows_what_decides_a_score(server):
     assert all(health[k] == health["scorer"][k] for k in ("parser_mode", "coord_frame", "prompt_variant"))
     assert health["limits"]["max_image_pixels"] == 90000 and "max_request_pixels" in health["limits"]
 
+
+def test_the_documented_first_request_scores_as_documented(server):
+    """docs/scale-out.md's hand-made request (`first.json`): its answer is the one it shows."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "scale-out.md").read_text()
+    section = doc[doc.index("`first.json`:"):]
+    body = section[section.index("```json\n") + len("```json\n"):section.index("\n```", section.index("```json\n"))]
+    status, answer = post_raw(server, body.encode())
+    assert status == 200 and answer["request_id"] == "first"
+    got = [(r["reward"], r["reward_components"], r["error"]) for r in answer["results"][0]]
+    assert got == [(4.0, {"iou": 1.0, "json": 1.0, "think": 1.0}, None),
+                   (1.0, {"iou": 0.0, "json": 0.0, "think": 1.0}, "answer lacks the ```json fence (strict mode)")]
+    shown = section[section.index('{"request_id":"first"'):]
+    assert '"reward":4.0' in shown and '"reward":1.0' in shown and "answer lacks the ```json fence (strict mode)" in shown
