@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -168,11 +169,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def spawn_server(*args: str, port: int = 0, env: dict | None = None, wait_s: float = 60.0) -> tuple[subprocess.Popen, str]:
+class ServerProcess(subprocess.Popen):
+    """A `t2s serve` subprocess whose stderr is read as it comes (a full pipe would block the
+    server): the last lines are kept in ``log``."""
+
+    def __init__(self, cmd: list[str], env: dict) -> None:
+        super().__init__(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.log: deque[str] = deque(maxlen=2000)
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        for line in self.stderr:  # type: ignore[union-attr]
+            self.log.append(line.rstrip("\n"))
+
+    def log_complete(self, timeout: float = 10.0) -> list[str]:
+        """The stderr lines, once the (exited) server's stream has been read to its end."""
+        self._reader.join(timeout)
+        return list(self.log)
+
+
+def spawn_server(*args: str, port: int = 0, env: dict | None = None, wait_s: float = 60.0) -> tuple[ServerProcess, str]:
     """Start `t2s serve` (``args`` appended) as a subprocess; returns it and its URL once listening."""
     cmd = [sys.executable, "-m", "think2seg.scripts.serve", "--port", str(port), *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
+    proc = ServerProcess(cmd, env={**os.environ, **(env or {})})
     line: list[str] = []
     reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
     reader.start()
@@ -180,7 +200,7 @@ def spawn_server(*args: str, port: int = 0, env: dict | None = None, wait_s: flo
     if not line or "listening on" not in line[0]:
         proc.kill()
         proc.wait(10)
-        raise RuntimeError(f"`t2s serve {' '.join(args)}` did not start: {proc.stderr.read()[-2000:]}")
+        raise RuntimeError(f"`t2s serve {' '.join(args)}` did not start: {chr(10).join(proc.log_complete())[-2000:]}")
     return proc, line[0].split("listening on ")[1].split()[0]
 
 
@@ -188,6 +208,8 @@ def stop_server(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait(10)
+    if isinstance(proc, ServerProcess):
+        proc.log_complete()
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()

@@ -5,7 +5,7 @@
 One process holds the segmenter; trainers and evaluators anywhere on the host (or the
 network, with a token) send groups of completions and get exactly what
 ``Scorer.score`` returns in-process (the wire format is documented in
-:mod:`t2s_env.remote`; the client is :class:`t2s_env.remote.RemoteScorer`).
+:mod:`t2s_env.remote` and docs/scale-out.md; the client is :class:`t2s_env.remote.RemoteScorer`).
 
 Dynamic batching: requests are decoded and validated on a thread pool, then queued; one
 scoring thread takes the first waiting request, waits at most ``--max-wait-ms`` for more,
@@ -13,13 +13,17 @@ up to ``--max-batch`` groups, and scores them in one ``Scorer.score_many`` call:
 are encoded in batches across requests, each distinct image once (equal pixels from
 different requests share one encoding, and an LRU keeps recent embeddings for requests that
 arrive later); groups about the same image and mask are merged across requests, and each
-group's prompt sets are decoded in one batched call.
+group's prompt sets are decoded in one batched call. Images and masks are identified by
+digests of their decoded pixels only: nothing a client writes (a path, a name, an index)
+can make another client's group share its encoding or its mask.
 
 Safety: binds to 127.0.0.1 unless told otherwise; when the environment variable named by
 ``--token-env`` (default ``T2S_SERVE_TOKEN``) is set, /score and /metrics need
-``Authorization: Bearer <token>``. Oversized requests, too many completions, too long
-completions and too large images get 413 with a message; malformed requests get 400; no
-request can stop the server.
+``Authorization: Bearer <token>``. Every field has a limit (``Limits``): over one, 413;
+malformed, 400; a request that does not arrive within ``--read-timeout-s``, 408 (or the
+connection closed, while its headers are incomplete); over ``--limit-concurrency``
+requests in flight, 503. Each refusal is one line naming the field and the limit, and changes no
+state (no cache entry, no request counted). No request can stop the server.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations, and
@@ -28,6 +32,7 @@ import argparse
 import asyncio
 import hmac
 import json
+import logging
 import os
 import queue
 import socket
@@ -36,18 +41,24 @@ import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence
 
 import numpy as np
 
-from t2s_env.errors import ConfigError, T2SError
+from t2s_env.coords import COORD_FRAMES, DEFAULT_COORD_FRAME
+from t2s_env.errors import ConfigError, DatasetError, T2SError, did_you_mean
+from t2s_env.instructions import frame_variant
 from t2s_env.integrations.cache import EncodeCache, image_digest
-from t2s_env.integrations.refs import RefResolver
-from t2s_env.remote import TOKEN_ENV, TooLarge, WireError, decode_image, decode_mask, result_to_wire, scorer_config
+from t2s_env.integrations.refs import GroundTruthRef, RefResolver, ResolvedRef
+from t2s_env.remote import TOKEN_ENV, TooLarge, WireArray, WireError, read_image, read_mask, result_to_wire, scorer_config
 from t2s_env.scoring import Scorer
 
 MiB = 1 << 20
+REQUEST_KEYS = ("request_id", "images", "groups")
+GROUP_KEYS = ("image", "gt_mask", "completions", "ref")
+MAX_REQUEST_ID_CHARS = 256
+log = logging.getLogger("t2s.serve")
 
 
 @dataclass
@@ -55,15 +66,28 @@ class Limits:
     max_request_bytes: int = 64 * MiB
     max_completions: int = 1024  # per request, all groups together
     max_completion_chars: int = 32_768
-    max_image_pixels: int = 40_000_000  # per image or mask (H * W)
+    max_image_pixels: int = 40_000_000  # per image or mask (H * W), a ref's image_size² included
     max_groups: int = 256
+    max_images: int = 256  # entries of "images" per request
+    max_request_pixels: int = 80_000_000  # images and masks a request decodes, all together
+    read_timeout_s: float = 30.0  # for a request's headers, and again for its body
+    limit_concurrency: int = 128  # /score requests in flight (2x + 16 connections); more get 503
+
+
+#: CLI flag of each limit, for the messages that name it
+LIMIT_FLAGS = {
+    "max_request_bytes": "--max-request-mib", "max_completions": "--max-completions",
+    "max_completion_chars": "--max-completion-chars", "max_image_pixels": "--max-image-pixels",
+    "max_groups": "--max-groups", "max_images": "--max-images", "max_request_pixels": "--max-request-pixels",
+    "read_timeout_s": "--read-timeout-s", "limit_concurrency": "--limit-concurrency",
+}
 
 
 @dataclass
 class Prepared:
     request_id: Any
     groups: list[tuple[np.ndarray, np.ndarray, list[Any]]]
-    keys: list[tuple[str, str]]  # (image key, target key) per group: equal pixels, equal mask
+    keys: list[tuple[str, str]]  # (image digest, mask digest) per group: equal keys, equal pixels
 
 
 @dataclass
@@ -83,6 +107,7 @@ class Metrics:
         self.requests = 0
         self.groups = 0
         self.completions = 0
+        self.aborted = 0  # requests whose client went away before its body arrived
         self.status: Counter[int] = Counter()
         self.batches = 0
         self.batch_groups: Counter[int] = Counter()
@@ -98,6 +123,12 @@ class Metrics:
             if latency is not None:
                 self.latencies.append(latency)
 
+    def accepted(self, prepared: Prepared) -> None:
+        with self.lock:
+            self.requests += 1
+            self.groups += len(prepared.groups)
+            self.completions += sum(len(g[2]) for g in prepared.groups)
+
     @staticmethod
     def _pct(values: Sequence[float]) -> dict[str, float | None]:
         if not values:
@@ -105,7 +136,9 @@ class Metrics:
         arr = np.asarray(values) * 1000.0
         return {"p50": float(np.percentile(arr, 50)), "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean())}
 
-    def snapshot(self, queue_depth: int, cache: EncodeCache) -> dict[str, Any]:
+    def snapshot(self, queue_depth: int, cache: EncodeCache, resolver: RefResolver | None) -> dict[str, Any]:
+        embeddings, embedding_bytes = cache.held
+        refs, ref_bytes = resolver.held if resolver is not None else (0, 0)
         with self.lock:
             return {
                 "uptime_s": time.time() - self.started,
@@ -113,6 +146,7 @@ class Metrics:
                 "requests": self.requests,
                 "groups": self.groups,
                 "completions": self.completions,
+                "aborted": self.aborted,
                 "responses_by_status": {str(k): v for k, v in sorted(self.status.items())},
                 "batches": self.batches,
                 "batch_groups": {str(k): v for k, v in sorted(self.batch_groups.items())},
@@ -121,7 +155,9 @@ class Metrics:
                 "queue_wait_ms": self._pct(list(self.queue_waits)),
                 "score_seconds": self.score_seconds,
                 "decoded_groups": self.decoded_groups,
-                "encode_cache": {"hits": cache.hits, "misses": cache.misses, "capacity": cache.capacity},
+                "encode_cache": {"hits": cache.hits, "misses": cache.misses, "capacity": cache.capacity,
+                                 "entries": embeddings, "bytes": embedding_bytes},
+                "ref_cache": {"entries": refs, "bytes": ref_bytes},
             }
 
 
@@ -161,6 +197,7 @@ class Batcher:
         keys = [k for j in jobs for k in j.keys]
         # Groups about the same image and mask (e.g. the G per-sample requests of one GRPO
         # group) become one group: one encoding and one batched decode for all of them.
+        # The keys are digests of the pixels, so merged groups have equal pixels.
         merged: dict[tuple[str, str], int] = {}
         todo: list[tuple[np.ndarray, np.ndarray, list[Any]]] = []
         where: list[tuple[int, int, int]] = []
@@ -203,25 +240,23 @@ class Batcher:
                         j.future.set_exception(exc)
 
 
-def prepare(body: bytes, limits: Limits, resolver: RefResolver | None) -> Prepared:
-    """Decode and validate one /score body (raises WireError -> 400, TooLarge -> 413)."""
-    try:
-        req = json.loads(body)
-    except ValueError as exc:
-        raise WireError(f"body is not JSON: {exc}") from None
-    if not isinstance(req, dict):
-        raise WireError("body must be a JSON object with 'groups'")
-    groups_in = req.get("groups")
-    images_in = req.get("images", [])
-    if not isinstance(groups_in, list) or not groups_in:
-        raise WireError("'groups' must be a non-empty list")
-    if not isinstance(images_in, list):
-        raise WireError("'images' must be a list")
-    if len(groups_in) > limits.max_groups:
-        raise TooLarge(f"{len(groups_in)} groups in one request; the limit is {limits.max_groups}")
+# -- validating and decoding one request ------------------------------------------------------
+
+def _known_keys(obj: dict, valid: Sequence[str], where: str) -> None:
+    for key in obj:
+        if key not in valid:
+            raise WireError(f"unknown field {key!r} in {where}{did_you_mean(key, valid)}; valid: {', '.join(valid)}")
+
+
+def _check_completions(groups_in: list, limits: Limits) -> None:
     total = 0
     for k, g in enumerate(groups_in):
-        comps = g.get("completions") if isinstance(g, dict) else None
+        if not isinstance(g, dict):
+            raise WireError(f"groups[{k}] must be an object with completions and an image or a ref")
+        _known_keys(g, GROUP_KEYS, f"groups[{k}]")
+        if "ref" in g and ("image" in g or "gt_mask" in g):
+            raise WireError(f"groups[{k}] has a ref and an image/gt_mask; give one or the other")
+        comps = g.get("completions")
         if not isinstance(comps, list) or not comps:
             raise WireError(f"groups[{k}].completions must be a non-empty list")
         total += len(comps)
@@ -231,33 +266,139 @@ def prepare(body: bytes, limits: Limits, resolver: RefResolver | None) -> Prepar
             if isinstance(c, str) and len(c) > limits.max_completion_chars:
                 raise TooLarge(
                     f"groups[{k}].completions[{i}] has {len(c)} characters; the limit is {limits.max_completion_chars}"
+                    " (--max-completion-chars)"
                 )
     if total > limits.max_completions:
-        raise TooLarge(f"{total} completions in one request; the limit is {limits.max_completions}")
-    images = [decode_image(im, f"images[{i}]", limits.max_image_pixels) for i, im in enumerate(images_in)]
-    digests: list[str | None] = [None] * len(images)
-    groups, keys = [], []
+        raise TooLarge(f"{total} completions in one request; the limit is {limits.max_completions} (--max-completions)")
+
+
+class _PixelBudget:
+    """The pixels a request will decode, charged before any decoding happens."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.used = 0
+
+    def charge(self, pixels: int, what: str) -> None:
+        self.used += pixels
+        if self.used > self.limits.max_request_pixels:
+            raise TooLarge(
+                f"{what} brings the images and masks of this request to {self.used} pixels; the limit is "
+                f"{self.limits.max_request_pixels} per request (--max-request-pixels)"
+            )
+
+
+def _ref_of(g: dict, k: int, limits: Limits, resolver: RefResolver | None) -> tuple[GroundTruthRef, int]:
+    """The group's reference and the pixels its image and mask will take, checked."""
+    if resolver is None:
+        raise WireError("this server resolves no references; start it with --data-root DIR")
+    try:
+        ref = GroundTruthRef.from_any(g["ref"])
+    except DatasetError as exc:
+        raise WireError(f"groups[{k}].ref: {exc}") from None
+    try:
+        h, w = resolver.frame_shape(ref)  # the data-root check first; a sized frame reads nothing
+    except DatasetError as exc:
+        raise WireError(f"groups[{k}].ref: {exc}") from None
+    size = ref.image_size
+    if size is not None and size * size > limits.max_image_pixels:
+        raise TooLarge(
+            f"groups[{k}].ref.image_size {size} means {size}x{size} = {size * size} pixels, over the limit of "
+            f"{limits.max_image_pixels} pixels (--max-image-pixels)"
+        )
+    if h * w > limits.max_image_pixels:
+        raise TooLarge(
+            f"groups[{k}].ref resolves to a {w}x{h} image at native size, over the limit of "
+            f"{limits.max_image_pixels} pixels (--max-image-pixels); give it an image_size"
+        )
+    return ref, 2 * h * w  # the image and its mask
+
+
+def prepare(body: bytes, limits: Limits, resolver: RefResolver | None) -> Prepared:
+    """Decode and validate one /score body (raises WireError -> 400, TooLarge -> 413).
+
+    Everything is checked before anything is decoded or cached: the structure, the
+    counts, then every image and mask's size from its header (only images some group
+    names), and only then are pixels decoded and references resolved."""
+    try:
+        req = json.loads(body)
+    except ValueError as exc:
+        raise WireError(f"body is not JSON: {exc}") from None
+    if not isinstance(req, dict):
+        raise WireError("body must be a JSON object with 'groups'")
+    _known_keys(req, REQUEST_KEYS, "the request")
+    request_id = req.get("request_id")
+    if request_id is not None and not (isinstance(request_id, str) and len(request_id) <= MAX_REQUEST_ID_CHARS):
+        shown = repr(request_id) if isinstance(request_id, (int, float)) else type(request_id).__name__
+        raise WireError(f"request_id must be a string of at most {MAX_REQUEST_ID_CHARS} characters, got {shown[:40]}")
+    groups_in = req.get("groups")
+    images_in = req.get("images", [])
+    if not isinstance(groups_in, list) or not groups_in:
+        raise WireError("'groups' must be a non-empty list")
+    if not isinstance(images_in, list):
+        raise WireError("'images' must be a list")
+    if len(groups_in) > limits.max_groups:
+        raise TooLarge(f"{len(groups_in)} groups in one request; the limit is {limits.max_groups} (--max-groups)")
+    if len(images_in) > limits.max_images:
+        raise TooLarge(f"{len(images_in)} images in one request; the limit is {limits.max_images} (--max-images)")
+    _check_completions(groups_in, limits)
+
+    # Sizes first, from the shapes and file headers: nothing is decoded until all fit.
+    budget = _PixelBudget(limits)
+    images: dict[int, WireArray] = {}
+    masks: dict[int, WireArray] = {}
+    refs: dict[int, GroundTruthRef] = {}
+    charged_refs: set[str] = set()
     for k, g in enumerate(groups_in):
         if "ref" in g:
-            if resolver is None:
-                raise WireError("this server resolves no references; start it with --data-root DIR")
-            image, gt, key = resolver.resolve(g["ref"])
-            target = json.dumps(g["ref"], sort_keys=True)
+            refs[k], pixels = _ref_of(g, k, limits, resolver)
+            if refs[k].source_key not in charged_refs:
+                charged_refs.add(refs[k].source_key)
+                budget.charge(pixels, f"groups[{k}].ref")
+            continue
+        slot = g.get("image")
+        if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < len(images_in):
+            raise WireError(f"groups[{k}].image must index 'images' (0..{len(images_in) - 1})")
+        if slot not in images:
+            images[slot] = read_image(images_in[slot], f"images[{slot}]").check(limits.max_image_pixels)
+            budget.charge(images[slot].pixels, f"images[{slot}]")
+        masks[k] = read_mask(g.get("gt_mask"), f"groups[{k}].gt_mask").check(limits.max_image_pixels)
+        if masks[k].shape != images[slot].shape:
+            raise WireError(f"groups[{k}]: image {list(images[slot].shape)} and gt_mask {list(masks[k].shape)} differ in size")
+        budget.charge(masks[k].pixels, f"groups[{k}].gt_mask")
+
+    # Then pixels, each image decoded and digested once.
+    pixels = {slot: arr.decode() for slot, arr in images.items()}
+    digests = {slot: image_digest(im) for slot, im in pixels.items()}
+    resolved: dict[str, ResolvedRef] = {}
+    groups, keys = [], []
+    for k, g in enumerate(groups_in):
+        completions = list(g["completions"])
+        if k in refs:
+            ref = refs[k]
+            if ref.source_key not in resolved:
+                try:
+                    resolved[ref.source_key] = resolver.lookup(ref)  # type: ignore[union-attr]
+                except DatasetError as exc:
+                    raise WireError(f"groups[{k}].ref: {exc}") from None
+            r = resolved[ref.source_key]
+            groups.append((r.image, r.mask, completions))
+            keys.append((r.image_key, r.mask_key))
         else:
-            slot = g.get("image")
-            if not isinstance(slot, int) or not 0 <= slot < len(images):
-                raise WireError(f"groups[{k}].image must index 'images' (0..{len(images) - 1})")
-            image = images[slot]
-            gt = decode_mask(g.get("gt_mask"), f"groups[{k}].gt_mask", limits.max_image_pixels)
-            if gt.shape != image.shape[:2]:
-                raise WireError(f"groups[{k}]: image {list(image.shape[:2])} and gt_mask {list(gt.shape)} differ in size")
-            if digests[slot] is None:
-                digests[slot] = image_digest(image)
-            key = digests[slot]
-            target = image_digest(gt)
-        groups.append((image, gt, list(g["completions"])))
-        keys.append((key, target))
-    return Prepared(req.get("request_id"), groups, keys)
+            gt = masks[k].decode()
+            groups.append((pixels[g["image"]], gt, completions))
+            keys.append((digests[g["image"]], image_digest(gt)))
+    # The request is accepted: only now may its references enter the cache.
+    for k, ref in refs.items():
+        resolver.remember(ref, resolved[ref.source_key])  # type: ignore[union-attr]
+    return Prepared(request_id, groups, keys)
+
+
+# -- the application --------------------------------------------------------------------------
+
+def _client(request: Any) -> str:
+    c = request.client
+    return f"{c.host}:{c.port}" if c else "a client"
 
 
 def create_app(
@@ -270,8 +411,9 @@ def create_app(
 ):
     """The FastAPI application around ``scorer`` (its segmenter gets an embedding LRU)."""
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
+    from starlette.requests import ClientDisconnect
 
     limits = limits or Limits()
     if not isinstance(scorer.segmenter, EncodeCache):
@@ -280,8 +422,10 @@ def create_app(
     metrics = Metrics()
     batcher = Batcher(scorer, metrics, max_batch_groups, max_wait_s)
     resolver = RefResolver(allowed_roots=list(data_roots)) if data_roots else None
+    # Decoding is CPU work: more requests decoding at once than cores only adds memory.
+    decoding = asyncio.Semaphore(max(1, min(4, os.cpu_count() or 1)))
     app = FastAPI(title="Think2Seg scorer", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.batcher, app.state.metrics = batcher, metrics
+    app.state.batcher, app.state.metrics, app.state.resolver = batcher, metrics, resolver
 
     def error(status: int, message: str, t0: float | None = None) -> JSONResponse:
         metrics.answered(status, None if t0 is None else time.perf_counter() - t0)
@@ -295,50 +439,116 @@ def create_app(
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "segmenter": cache.describe(), "scorer": scorer_config(scorer),
-                "auth": bool(token), "limits": vars(limits)}
+        # the settings that decide a score, at top level: a first hand-made request that
+        # scores 0 is most often a strict parse or a frame mismatch
+        return {"status": "ok", "parser_mode": scorer.parser_mode, "coord_frame": scorer.coord_frame,
+                "prompt_variant": scorer.variant.name, "segmenter": cache.describe(),
+                "scorer": scorer_config(scorer), "auth": bool(token), "limits": asdict(limits)}
 
     @app.get("/metrics")
     async def get_metrics(request: Request):
         if not authorized(request):
             return error(401, "missing or wrong bearer token (Authorization: Bearer ...)")
-        return metrics.snapshot(batcher.queue.qsize(), cache)
+        return metrics.snapshot(batcher.queue.qsize(), cache, resolver)
+
+    in_flight = [0]  # /score requests between their headers and their answer (one event loop: no lock)
 
     @app.post("/score")
     async def score(request: Request):
         t0 = time.perf_counter()
         if not authorized(request):
             return error(401, "missing or wrong bearer token (Authorization: Bearer ...)", t0)
+        if in_flight[0] >= limits.limit_concurrency:
+            # 503, not 4xx: the request may be fine, the server is busy (RemoteScorer retries it)
+            return error(503, f"{in_flight[0]} requests in flight; the limit is {limits.limit_concurrency} "
+                              "(--limit-concurrency); retry later", t0)
+        in_flight[0] += 1
+        try:
+            return await answer(request, t0)
+        finally:
+            in_flight[0] -= 1
+
+    async def answer(request: Request, t0: float):
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limits.max_request_bytes:
             return error(413, f"request of {declared} bytes; the limit is {limits.max_request_bytes} (--max-request-mib)", t0)
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limits.max_request_bytes:
-                return error(413, f"request over {limits.max_request_bytes} bytes (--max-request-mib)", t0)
+
+        async def read_body() -> bool:
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > limits.max_request_bytes:
+                    return False
+            return True
+
         try:
-            prepared = await run_in_threadpool(prepare, bytes(body), limits, resolver)
+            complete = await asyncio.wait_for(read_body(), limits.read_timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("%s sent %d of %s body bytes in %g s; answered 408", _client(request), len(body),
+                        declared or "?", limits.read_timeout_s)
+            return error(408, f"request body not received within {limits.read_timeout_s:g} s ({len(body)} bytes "
+                              "arrived); the limit is --read-timeout-s", t0)
+        except ClientDisconnect:
+            log.warning("%s went away after %d of %s body bytes; request dropped", _client(request), len(body),
+                        declared or "?")
+            with metrics.lock:
+                metrics.aborted += 1
+            return Response(status_code=400)  # never sent: nobody is listening
+        if not complete:
+            return error(413, f"request over {limits.max_request_bytes} bytes (--max-request-mib)", t0)
+        try:
+            async with decoding:
+                prepared = await run_in_threadpool(prepare, bytes(body), limits, resolver)
         except TooLarge as exc:
             return error(413, str(exc), t0)
         except (WireError, T2SError) as exc:
             return error(400, str(exc), t0)
         except Exception as exc:  # noqa: BLE001 - any malformed input is the client's problem
             return error(400, f"malformed request: {type(exc).__name__}: {exc}", t0)
-        with metrics.lock:
-            metrics.requests += 1
-            metrics.groups += len(prepared.groups)
-            metrics.completions += sum(len(g[2]) for g in prepared.groups)
+        metrics.accepted(prepared)
         try:
             results = await asyncio.wrap_future(batcher.submit(prepared.groups, prepared.keys))
-        except Exception as exc:  # noqa: BLE001
+            response = JSONResponse({"request_id": prepared.request_id,
+                                     "results": [[result_to_wire(r) for r in group] for group in results]})
+        except Exception as exc:  # noqa: BLE001 - a server fault, answered and counted as one
+            log.error("scoring failed: %s: %s", type(exc).__name__, exc)
             return error(500, f"scoring failed: {type(exc).__name__}: {exc}", t0)
-        payload = {"request_id": prepared.request_id,
-                   "results": [[result_to_wire(r) for r in group] for group in results]}
         metrics.answered(200, time.perf_counter() - t0)
-        return JSONResponse(payload)
+        return response
 
     return app
+
+
+def guarded_http_protocol(header_timeout_s: float) -> Any:
+    """uvicorn's h11 protocol with a deadline for every request's headers: uvicorn has none,
+    so a client that connects and then sends nothing, or half a request line, would hold its
+    connection forever. The deadline runs from the connection (and from each answer on a
+    kept-alive one); a request whose headers arrived in time is left to the app's body
+    deadline."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_header_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_header_deadline()
+
+        def _arm_header_deadline(self) -> None:
+            waiting_after = self.cycle  # a new request replaces it
+
+            def expire() -> None:
+                if self.cycle is waiting_after and not self.transport.is_closing():
+                    if waiting_after is None:
+                        log.warning("%s:%s sent no complete request within %g s; connection closed",
+                                    *(self.client or ("a client", "?")), header_timeout_s)
+                    self.transport.close()
+
+            self.loop.call_later(header_timeout_s, expire)
+
+    return GuardedH11Protocol
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -374,7 +584,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="segmenter option, repeatable (e.g. checkpoint=/ckpt/sam2.1_hiera_small.pt)")
     p.add_argument("--device", help="segmenter device, e.g. cuda:0")
     p.add_argument("--prompt-variant", default="bbox+2pos")
-    p.add_argument("--parser-mode", default="strict", choices=["strict", "lenient"])
+    p.add_argument("--parser-mode", default="strict", choices=["strict", "lenient"],
+                   help="strict (default, as in training: the answer needs its ```json fence) or lenient (t2s bench's)")
+    p.add_argument("--coord-frame", default=DEFAULT_COORD_FRAME, choices=list(COORD_FRAMES),
+                   help="units of the answers' coordinates: abs pixels (default), rel1000 (Qwen3-VL), rel1")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8765, help="port (0: any free port, printed at start)")
     p.add_argument("--max-batch", type=int, default=32, help="most groups scored in one batch (default 32)")
@@ -382,12 +595,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-request-mib", type=float, default=64.0, help="largest request body (default 64 MiB)")
     p.add_argument("--max-completions", type=int, default=Limits.max_completions, help="completions per request")
     p.add_argument("--max-completion-chars", type=int, default=Limits.max_completion_chars)
-    p.add_argument("--max-image-pixels", type=int, default=Limits.max_image_pixels, help="H*W of one image or mask")
+    p.add_argument("--max-image-pixels", type=int, default=Limits.max_image_pixels,
+                   help="H*W of one image or mask, a reference's image_size² included")
+    p.add_argument("--max-groups", type=int, default=Limits.max_groups, help="groups per request")
+    p.add_argument("--max-images", type=int, default=Limits.max_images, help="entries of 'images' per request")
+    p.add_argument("--max-request-pixels", type=int, default=Limits.max_request_pixels,
+                   help="pixels of all images and masks one request decodes")
+    p.add_argument("--read-timeout-s", type=float, default=Limits.read_timeout_s,
+                   help="seconds for a request's headers, and again for its body (default 30)")
+    p.add_argument("--limit-concurrency", type=int, default=Limits.limit_concurrency,
+                   help="/score requests in flight (connections: twice that + 16); more are answered 503 (default 128)")
     p.add_argument("--data-root", action="append", default=[], metavar="DIR",
                    help="folder whose datasets requests may reference (repeatable; default: none)")
     p.add_argument("--token-env", default=TOKEN_ENV,
                    help=f"environment variable holding the bearer token (default {TOKEN_ENV}; unset: no auth)")
     return p
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    values = {f.name: getattr(args, f.name) for f in fields(Limits) if f.name != "max_request_bytes"}
+    values["max_request_bytes"] = int(args.max_request_mib * MiB)
+    for name, value in values.items():
+        if not value > 0:
+            flag = LIMIT_FLAGS[name]
+            raise ConfigError(f"{flag} must be positive, got {getattr(args, flag[2:].replace('-', '_'))}")
+    return Limits(**values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -397,6 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from t2s_env.segmenters import make_segmenter
 
+    limits = limits_from_args(args)
     options = _options(args.segmenter_option)
     if args.device:
         options["device"] = args.device
@@ -410,15 +643,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         segmenter = make_segmenter(args.segmenter, **options)
     except TypeError as exc:
         raise ConfigError(f"segmenter {args.segmenter!r} does not take these options: {exc}") from None
-    scorer = Scorer(segmenter, prompt_variant=args.prompt_variant, parser_mode=args.parser_mode)
-    limits = Limits(int(args.max_request_mib * MiB), args.max_completions, args.max_completion_chars,
-                    args.max_image_pixels)
+    # the env's rule: a relative frame asks (and is parsed) in the variant NAME@FRAME
+    variant = frame_variant(args.prompt_variant, args.coord_frame)
+    scorer = Scorer(segmenter, prompt_variant=variant, parser_mode=args.parser_mode, coord_frame=args.coord_frame)
     app = create_app(scorer, limits, args.max_batch, args.max_wait_ms / 1000.0, token, args.data_root)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    print(f"t2s serve: listening on http://{host}:{port} (segmenter {segmenter.name})", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30))
-    server.run(sockets=[sock])
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("t2s serve: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    print(f"t2s serve: listening on http://{host}:{port} (segmenter {segmenter.name}, parser {scorer.parser_mode}, "
+          f"coord_frame {scorer.coord_frame})", flush=True)
+    # the app limits requests in flight; uvicorn's own limit caps connections (idle ones too)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=5,
+                            limit_concurrency=2 * limits.limit_concurrency + 16,
+                            http=guarded_http_protocol(limits.read_timeout_s))
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 

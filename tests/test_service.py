@@ -205,19 +205,21 @@ def test_server_resolves_dataset_references(server, data_root):
     remote = RemoteScorer(server)
     refs = [GroundTruthRef(dataset="earthreason:val", root=str(data_root), sample_id=f"img00{k}", image_size=64)
             for k in range(3)]
-    refs.append(GroundTruthRef(image=str(data_root / "val/images/img003.png"), mask=str(data_root / "val/labels/img003.png")))
+    refs.append(GroundTruthRef(image=str(data_root / "val/images/img003.png"), mask=str(data_root / "val/labels/img003.png"),
+                               image_size=None))  # native 96², under this server's 90,000-pixel limit
     comps = ODD_COMPLETIONS
     got = remote.score_refs([(r, comps) for r in refs])
     resolver = RefResolver()
     want = []
     for r in refs:
-        image, gt, _ = resolver.resolve(r)
-        want.append(Scorer("box").score(image, gt, comps))
+        resolved = resolver.resolve(r)
+        want.append(Scorer("box").score(resolved.image, resolved.mask, comps))
     assert comparable(got) == comparable(want)
     outside = GroundTruthRef(image="/etc/hostname", mask="/etc/hostname")
     with pytest.raises(ServiceError, match="HTTP 400.*outside the server's --data-root"):
         remote.score_refs([(outside, ["x"])])
-    missing = GroundTruthRef(image=str(data_root / "val/images/img003.png"), mask=str(data_root / "val/labels/nope.png"))
+    missing = GroundTruthRef(image=str(data_root / "val/images/img003.png"), mask=str(data_root / "val/labels/nope.png"),
+                             image_size=64)
     with pytest.raises(ServiceError, match="nope.png"):
         remote.score_refs([(missing, ["x"])])
 
@@ -274,7 +276,7 @@ def test_client_fails_loudly_after_bounded_retries(mode, message):
     else:
         sock, url = _silent_server(mode)
     remote = RemoteScorer(url, timeout=0.3, retries=2, backoff=0.01)
-    remote._config = {"prompt_variant": "bbox+2pos", "parser_mode": "strict"}  # no /health round trip
+    remote._server = {"scorer": {"prompt_variant": "bbox+2pos", "parser_mode": "strict"}}  # no /health round trip
     image, gt = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool)
     t0 = time.monotonic()
     try:
@@ -302,7 +304,7 @@ def test_killed_and_restarted_server_loses_no_answer():
     restarted = threading.Event()
 
     def restart():
-        time.sleep(0.5)  # clients keep retrying against a closed port meanwhile
+        time.sleep(0.5)  # clients keep retrying against a closed port meanwhile (a start takes 10-20 s under load)
         state["proc"], _ = start_server(port=port)
         restarted.set()
 
@@ -313,7 +315,7 @@ def test_killed_and_restarted_server_loses_no_answer():
             threading.Thread(target=restart, daemon=True).start()
 
     try:
-        report = loadtest.run_load(lambda: RemoteScorer(url, retries=12, backoff=0.2, max_backoff=2.0), workload, on_answer)
+        report = loadtest.run_load(lambda: RemoteScorer(url, retries=20, backoff=0.2, max_backoff=5.0), workload, on_answer)
         assert restarted.wait(60)
         assert report.errors == [] and report.mismatches == 0
         assert state["killed_at"] is not None and state["killed_at"] < total
@@ -335,3 +337,24 @@ def test_port_in_use_is_a_one_line_error(capsys):
         assert main(["serve", "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("t2s: error: cannot listen on 127.0.0.1:") and "--port" in err
+
+
+def test_health_shows_what_decides_a_score(server):
+    health = RemoteScorer(server).health()
+    assert (health["parser_mode"], health["coord_frame"], health["prompt_variant"]) == ("strict", "abs", "bbox+2pos")
+    assert all(health[k] == health["scorer"][k] for k in ("parser_mode", "coord_frame", "prompt_variant"))
+    assert health["limits"]["max_image_pixels"] == 90000 and "max_request_pixels" in health["limits"]
+
+
+def test_the_documented_first_request_scores_as_documented(server):
+    """docs/scale-out.md's hand-made request (`first.json`): its answer is the one it shows."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "scale-out.md").read_text()
+    section = doc[doc.index("`first.json`:"):]
+    body = section[section.index("```json\n") + len("```json\n"):section.index("\n```", section.index("```json\n"))]
+    status, answer = post_raw(server, body.encode())
+    assert status == 200 and answer["request_id"] == "first"
+    got = [(r["reward"], r["reward_components"], r["error"]) for r in answer["results"][0]]
+    assert got == [(4.0, {"iou": 1.0, "json": 1.0, "think": 1.0}, None),
+                   (1.0, {"iou": 0.0, "json": 0.0, "think": 1.0}, "answer lacks the ```json fence (strict mode)")]
+    shown = section[section.index('{"request_id":"first"'):]
+    assert '"reward":4.0' in shown and '"reward":1.0' in shown and "answer lacks the ```json fence (strict mode)" in shown
