@@ -70,6 +70,8 @@ DEFAULT_TB_SAMPLES = 16
 BOOTSTRAP_SEED = 0
 #: the first failures of a run are reported on stderr; the rest only in samples.jsonl
 MAX_REPORTED_FAILURES = 3
+#: the evaluation parser mode (training rewards use strict; see t2s_env.Scorer)
+PARSER_MODE = "lenient"
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -251,7 +253,7 @@ def run_config(
         "limit": limit,
         "seed": seed,
         "prompt_variant": prompt_variant,
-        "parser_mode": "lenient",
+        "parser_mode": PARSER_MODE,
         "protocol": protocol.to_dict(),
         "partial": bool(limit is not None and n_available is not None and n_samples < n_available),
         "n_available": n_available,
@@ -486,17 +488,21 @@ def finalize(job: Job, run: Run, store: ResultsStore, render_scorer: Scorer) -> 
     return metrics
 
 
+def make_scorers(job: Job) -> tuple[Scorer, Scorer]:
+    """The job's two scorers (plain, and keeping masks for TensorBoard tiles), built in this
+    one place for one-process and sharded runs: every scoring field comes from the protocol."""
+    p = job.protocol
+    common = dict(parser_mode=PARSER_MODE, encode_batch_size=job.batch_size, prompt_geometry=p.prompt_geometry,
+                  coord_frame=p.coord_frame)
+    return (Scorer(job.segmenter, job.prompt_variant, **common),
+            Scorer(job.segmenter, job.prompt_variant, keep_masks=True, **common))
+
+
 def execute(job: Job, store: ResultsStore, show_progress: bool = True) -> None:
     """Run every run of the job to completion (or until interrupted: then say how to resume)."""
     from tqdm.auto import tqdm
 
-    geometry = job.protocol.prompt_geometry
-    scorers = (
-        Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", encode_batch_size=job.batch_size,
-               prompt_geometry=geometry, coord_frame=job.protocol.coord_frame),
-        Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", keep_masks=True,
-               encode_batch_size=job.batch_size, prompt_geometry=geometry, coord_frame=job.protocol.coord_frame),
-    )
+    scorers = make_scorers(job)
     total = len(job.samples) * len(job.runs)
     started: list[Run] = []
     try:

@@ -27,7 +27,6 @@ already in ``samples.jsonl`` or in any shard file are not redone.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -35,7 +34,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from t2s_env.errors import T2SError
-from t2s_env.scoring import Scorer
 
 from . import harness
 from .rundir import RunDir, write_atomic
@@ -70,19 +68,6 @@ def _records_everywhere(path: Path) -> dict[str, dict[str, Any]]:
         for r in records:
             done.setdefault(r["sample_id"], r)
     return done
-
-
-def _scorers(job: Any) -> tuple[Scorer, Scorer]:
-    """The harness's two scorers (plain, and keeping masks for TensorBoard tiles)."""
-    extra: dict[str, Any] = {}
-    geometry = getattr(job.protocol, "prompt_geometry", None)
-    if geometry is not None and "prompt_geometry" in inspect.signature(Scorer).parameters:
-        extra["prompt_geometry"] = geometry
-    return (
-        Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", encode_batch_size=job.batch_size, **extra),
-        Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", keep_masks=True,
-               encode_batch_size=job.batch_size, **extra),
-    )
 
 
 def wanted(args: argparse.Namespace, store: Any) -> bool:
@@ -172,7 +157,7 @@ def _plan(args: argparse.Namespace, store: Any, argv: Sequence[str], rank: int, 
 def _run_job(job: Any, store: Any, rank: int, size: int, group: _Group, show_progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    scorers = _scorers(job)
+    scorers = harness.make_scorers(job)
     for run in job.runs:
         run.rundir = ShardDir(run.rundir.path, rank)
         run.rundir.open_for_append()
