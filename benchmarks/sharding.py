@@ -7,9 +7,10 @@
 starts CPU processes all the same.) When ``WORLD_SIZE`` > 1, :func:`run` replaces the
 harness's loop:
 
-1. Rank 0 plans the runs (a new run, or ``--resume RUN_ID``) and creates their folders;
-   the run ids reach the other ranks through a gloo process group (CPU collectives, used
-   only to coordinate: barriers and a few small objects).
+1. Rank 0 plans the runs (new runs, or ``--resume RUN_ID...``), creates their folders and
+   holds their locks for the whole run; the run ids reach the other ranks through a gloo
+   process group (CPU collectives, used only to coordinate: barriers and a few small
+   objects).
 2. Every rank rebuilds the same jobs from the run folders and holds its own agent and
    segmenter. With GPUs, each process's current CUDA device is set to ``LOCAL_RANK``, so
    models placed on ``cuda`` (no index) land on that process's own GPU.
@@ -75,7 +76,7 @@ def wanted(args: argparse.Namespace, store: Any) -> bool:
     one process finishes it, merging what the shards recorded)."""
     if world()[1] > 1:
         return True
-    return bool(args.resume) and any(Path(store.run_dir(args.resume)).glob(SHARD_GLOB))
+    return any(any(Path(store.run_dir(run_id)).glob(SHARD_GLOB)) for run_id in args.resume or ())
 
 
 class _Group:
@@ -125,9 +126,10 @@ def _plan(args: argparse.Namespace, store: Any, argv: Sequence[str], rank: int, 
             for job in jobs:
                 for run in job.runs:
                     if not run.rundir.path.exists():
-                        run.rundir.create(run.config)
+                        run.lock = run.rundir.create(run.config)  # rank 0 holds every run's lock
             plan = {"runs": [[run.run_id for run in job.runs] for job in jobs]}
         except T2SError as exc:
+            harness.release_locks(jobs)
             plan = {"error": str(exc)}
             group.broadcast(plan)
             raise
@@ -141,9 +143,9 @@ def _plan(args: argparse.Namespace, store: Any, argv: Sequence[str], rank: int, 
             for run_id in run_ids:
                 # Rebuilt from run.yaml exactly as --resume does; options the user gave were
                 # already checked by rank 0.
-                again = argparse.Namespace(**{**vars(args), "resume": run_id, "protocol": None,
+                again = argparse.Namespace(**{**vars(args), "resume": [run_id], "protocol": None,
                                               "protocol_option": None, "prompt_variant": None, "seed": None})
-                rebuilt = harness.plan_resume(again, store)
+                rebuilt = harness.plan_resume(again, store, lock=False)
                 if not rebuilt:
                     continue
                 job = job or rebuilt[0]
@@ -167,15 +169,20 @@ def _run_job(job: Any, store: Any, rank: int, size: int, group: _Group, show_pro
                     disable=not show_progress or rank != 0, file=sys.stderr, dynamic_ncols=True)
     error = ""
     try:
-        for start in range(0, len(mine), job.batch_size):
-            harness.process_batch(job, mine[start : start + job.batch_size], scorers, progress)
-    except (T2SError, OSError) as exc:
-        error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    finally:
-        progress.close()
-        for run in job.runs:
-            run.rundir.close()
-    results = group.gather_ok(not error, error)
+        try:
+            for start in range(0, len(mine), job.batch_size):
+                harness.process_batch(job, mine[start : start + job.batch_size], scorers, progress)
+        except (T2SError, OSError) as exc:
+            error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        finally:
+            progress.close()
+            for run in job.runs:
+                run.rundir.close()
+        results = group.gather_ok(not error, error)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM reaches every rank; rank 0 marks the runs
+        if rank == 0:
+            harness.stop_runs(job, job.runs, store, exc)
+        raise
     failed = [(r, msg) for r, (ok, msg) in enumerate(results) if not ok]
     if failed:
         r, msg = failed[0]
@@ -212,11 +219,13 @@ def run(args: argparse.Namespace, store: Any, argv: Sequence[str]) -> int:
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
     group = _Group()
+    jobs: list[Any] = []
     try:
         jobs = _plan(args, store, argv, rank, group)
         for job in jobs:
             _run_job(job, store, rank, size, group, show_progress=not args.no_progress)
     finally:
+        harness.release_locks(jobs)
         group.close()
     if rank != 0:
         return 0
