@@ -53,6 +53,15 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _close_quietly(fd: int) -> None:
+    """``os.close``, ignoring its error: Linux closes the descriptor even when close reports
+    one, and the callers' data was fsynced before."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
 class RunLock:
     """The exclusive lock on a run folder (``flock`` on its ``.lock`` file): one process
     executes or resumes a run at a time. The kernel releases it when the process ends,
@@ -86,14 +95,10 @@ class RunLock:
         return self
 
     def release(self) -> None:
-        """Close the descriptor, which releases the flock (Linux closes it even when close
-        reports an error, so there is nothing to retry or report)."""
+        """Close the descriptor, which releases the flock."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            _close_quietly(fd)
 
 
 class RunDir:
@@ -200,14 +205,11 @@ class RunDir:
         os.fsync(self._fd)
 
     def close(self) -> None:
-        """Close samples.jsonl. Every append was fsynced, so closing loses nothing: an error
-        here (none is expected on a local disk) is ignored, never raised over the real one."""
+        """Close samples.jsonl. Every append was fsynced, so closing loses nothing: its error
+        is never raised over the real one."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            _close_quietly(fd)
 
     # -- metrics.json -------------------------------------------------------------------------
     def write_metrics(self, metrics: Mapping[str, Any]) -> None:

@@ -362,14 +362,40 @@ def _wait_for_lines(path: Path, n: int, proc, timeout: float = 120.0) -> None:
     raise AssertionError(f"{path} never reached {n} lines")
 
 
+def _start_bench(argv: list[str], env: dict):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", "import sys; from t2s_env.cli import main; sys.exit(main(sys.argv[1:]))",
+                             "bench", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for_run_dir(out: Path, proc, timeout: float = 120.0) -> Path:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list((out / "runs").iterdir()) if (out / "runs").is_dir() else []
+        if found:
+            return found[0]
+        assert proc.poll() is None, proc.stderr.read().decode(errors="replace")[-2000:]
+        time.sleep(0.02)
+    raise AssertionError("the bench never created its run folder")
+
+
+def _reap(proc) -> None:
+    """Kill a bench subprocess that is still running (a failed test leaves none behind)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_of_a_real_process(disjoint_root, tmp_path, monkeypatch):
     """kill -9 a `t2s bench` process mid-run; the resumed run answers only the samples
     that were not recorded and ends with the files of an uninterrupted run."""
     import os
     import signal
-    import subprocess
-    import sys
 
     plugins = tmp_path / "plugins"
     plugins.mkdir()
@@ -380,24 +406,14 @@ def test_resume_after_sigkill_of_a_real_process(disjoint_root, tmp_path, monkeyp
     out = tmp_path / "killed"
     argv = ["--dataset", "earthreason:val", "--root", str(disjoint_root), "--segmenter", "box", "--out", str(out),
             "--agents", "slow_agent:SlowOracle", "--batch-size", "2", "--tb-samples", "3", *QUIET]
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from t2s_env.cli import main; sys.exit(main(sys.argv[1:]))",
-                             "bench", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _start_bench(argv, env)
     try:
-        import time
-
-        t0 = time.monotonic()
-        while not ((out / "runs").is_dir() and any((out / "runs").iterdir())):
-            assert proc.poll() is None, proc.stderr.read().decode(errors="replace")[-2000:]
-            assert time.monotonic() - t0 < 120, "the bench never created its run folder"
-            time.sleep(0.02)
-        (run_dir,) = list((out / "runs").iterdir())
+        run_dir = _wait_for_run_dir(out, proc)
         _wait_for_lines(run_dir / "samples.jsonl", 2, proc)  # the first batch is on disk
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     assert proc.returncode == -signal.SIGKILL
     done = [s["sample_id"] for s in read_samples(run_dir)]
     assert 2 <= len(done) < 6 and done == ["r00", "r01", "r02", "r03", "r04", "r05"][: len(done)]
@@ -448,27 +464,6 @@ class GatedOracle(OracleBoxAgent):
 '''
 
 
-def _start_bench(argv: list[str], env: dict):
-    import subprocess
-    import sys
-
-    return subprocess.Popen([sys.executable, "-c", "import sys; from t2s_env.cli import main; sys.exit(main(sys.argv[1:]))",
-                             "bench", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def _wait_for_run_dir(out: Path, proc, timeout: float = 120.0) -> Path:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = list((out / "runs").iterdir()) if (out / "runs").is_dir() else []
-        if found:
-            return found[0]
-        assert proc.poll() is None, proc.stderr.read().decode(errors="replace")[-2000:]
-        time.sleep(0.02)
-    raise AssertionError("the bench never created its run folder")
-
-
 @pytest.mark.slow
 def test_sigterm_marks_the_run_interrupted_and_a_run_in_use_is_refused(disjoint_root, tmp_path, monkeypatch, capsys):
     """SIGTERM a `t2s bench` mid-run: one line per run with the resume command, exit 143,
@@ -498,9 +493,7 @@ def test_sigterm_marks_the_run_interrupted_and_a_run_in_use_is_refused(disjoint_
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     err = proc.stderr.read().decode()
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "t2s: terminated"
@@ -520,9 +513,7 @@ def test_sigterm_marks_the_run_interrupted_and_a_run_in_use_is_refused(disjoint_
         (tmp_path / "gate-2").touch()
         assert holder.wait(timeout=120) == 0, holder.stderr.read().decode()[-2000:]
     finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait()
+        _reap(holder)
     assert [s["sample_id"] for s in read_samples(run_dir)] == [f"r0{k}" for k in range(6)]
     assert (run_dir / "samples.jsonl").read_text().count("\n") == 6
     assert yaml.safe_load((run_dir / "run.yaml").read_text())["status"] == "complete"
