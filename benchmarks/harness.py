@@ -4,17 +4,21 @@
                                                 # synthetic:val with grabcut, then the leaderboard
     t2s bench --dataset earthreason:test --root DATA --agents oracle-box,center-box:0.3
     t2s bench --out results --resume RUN_ID     # finish a run that was killed
+    t2s bench --out results --resume A B,C      # finish several, one after the other
 
 One run per (agent, dataset). The agents of one dataset advance together, batch by batch:
 each image is loaded once, every agent answers it (``act_batch``), and all their answers
 are scored in one :class:`t2s_env.Scorer` call, so the segmenter encodes each image once
 for all agents. Each run appends its records to ``samples.jsonl`` after every batch and is
 finalised (metrics.json, TensorBoard, one database transaction) after its last sample.
+One process at a time executes or resumes a run (the run folder's lock); Ctrl-C or SIGTERM
+leave it ``interrupted`` with the command that finishes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import errno
 import hashlib
@@ -23,8 +27,10 @@ import inspect
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +66,7 @@ from think2seg.agents import Agent
 from . import tensorboard_log
 from .provenance import dataset_fingerprint, model_fingerprint, run_identity, segmenter_fingerprint
 from .results_store import ResultsStore, RunRow
-from .rundir import RunDir
+from .rundir import RunDir, RunLock
 
 DEFAULT_DATASET = "synthetic:val"
 DEFAULT_OUT = "results"
@@ -70,6 +76,8 @@ DEFAULT_TB_SAMPLES = 16
 BOOTSTRAP_SEED = 0
 #: the first failures of a run are reported on stderr; the rest only in samples.jsonl
 MAX_REPORTED_FAILURES = 3
+#: the evaluation parser mode (training rewards use strict; see t2s_env.Scorer)
+PARSER_MODE = "lenient"
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -195,6 +203,8 @@ class Run:
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
     tiles: dict[int, np.ndarray] = field(default_factory=dict)
     failures: int = 0
+    #: held from the folder's creation (or the resume's planning) until the run ends
+    lock: RunLock | None = None
 
     @property
     def label(self) -> str:
@@ -251,7 +261,7 @@ def run_config(
         "limit": limit,
         "seed": seed,
         "prompt_variant": prompt_variant,
-        "parser_mode": "lenient",
+        "parser_mode": PARSER_MODE,
         "protocol": protocol.to_dict(),
         "partial": bool(limit is not None and n_available is not None and n_samples < n_available),
         "n_available": n_available,
@@ -414,12 +424,12 @@ def process_batch(job: Job, indices: list[int], scorers: tuple[Scorer, Scorer], 
             completion, error = answers[(id(run), i)]
             record = make_record(job.samples[i], completion, error, result, job.protocol)
             new.setdefault(id(run), []).append(record)
-            run.done[record["sample_id"]] = record
             if render and i < job.tb_samples:
                 run.tiles[i] = _tile(frames[i], record, result)
     for run in job.runs:
         if id(run) in new:
             run.rundir.append(new[id(run)])
+            run.done.update((r["sample_id"], r) for r in new[id(run)])  # done once on disk
     progress.update(sum(len(v) for v in need.values()))
 
 
@@ -486,30 +496,34 @@ def finalize(job: Job, run: Run, store: ResultsStore, render_scorer: Scorer) -> 
     return metrics
 
 
+def make_scorers(job: Job) -> tuple[Scorer, Scorer]:
+    """The job's two scorers (plain, and keeping masks for TensorBoard tiles), built in this
+    one place for one-process and sharded runs: every scoring field comes from the protocol."""
+    p = job.protocol
+    common = dict(parser_mode=PARSER_MODE, encode_batch_size=job.batch_size, prompt_geometry=p.prompt_geometry,
+                  coord_frame=p.coord_frame)
+    return (Scorer(job.segmenter, job.prompt_variant, **common),
+            Scorer(job.segmenter, job.prompt_variant, keep_masks=True, **common))
+
+
 def execute(job: Job, store: ResultsStore, show_progress: bool = True) -> None:
     """Run every run of the job to completion (or until interrupted: then say how to resume)."""
     from tqdm.auto import tqdm
 
-    geometry = job.protocol.prompt_geometry
-    scorers = (
-        Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", encode_batch_size=job.batch_size,
-               prompt_geometry=geometry, coord_frame=job.protocol.coord_frame),
-        Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", keep_masks=True,
-               encode_batch_size=job.batch_size, prompt_geometry=geometry, coord_frame=job.protocol.coord_frame),
-    )
+    scorers = make_scorers(job)
     total = len(job.samples) * len(job.runs)
     started: list[Run] = []
     try:
         for run in job.runs:
             if not run.rundir.path.exists():
-                run.rundir.create(run.config)
+                run.lock = run.rundir.create(run.config)
             elif run.config.get("status") != "running":
                 run.config.update(status="running", error=None)
                 run.rundir.write_config(run.config)
             started.append(run)
             run.done = {r["sample_id"]: r for r in run.rundir.open_for_append()}
-    except OSError as exc:
-        _stopped(job, started, store, exc)
+    except BaseException as exc:
+        stop_runs(job, started, store, exc)
     initial = sum(len(run.done) for run in job.runs)
     desc = f"{job.dataset} × {len(job.runs)} agent{'s' if len(job.runs) != 1 else ''}"
     progress = tqdm(total=total, initial=initial, desc=desc, unit="answer", disable=not show_progress,
@@ -519,20 +533,21 @@ def execute(job: Job, store: ResultsStore, show_progress: bool = True) -> None:
             process_batch(job, list(range(start, min(start + job.batch_size, len(job.samples)))), scorers, progress)
     except BaseException as exc:
         progress.close()
-        _stopped(job, job.runs, store, exc)
+        stop_runs(job, job.runs, store, exc)
     progress.close()
-    for run in job.runs:
+    for k, run in enumerate(job.runs):
         run.rundir.close()
         try:
             finalize(job, run, store, scorers[1])
-        except (T2SError, OSError) as exc:
-            _stopped(job, [run], store, exc)
+        except BaseException as exc:  # this run and the ones not finalised yet
+            stop_runs(job, job.runs[k:], store, exc)
 
 
-def _stopped(job: Job, runs: Sequence[Run], store: ResultsStore, exc: BaseException) -> None:
+def stop_runs(job: Job, runs: Sequence[Run], store: ResultsStore, exc: BaseException) -> None:
     """A job that cannot go on: close its runs and say how to finish each. An interruption
-    leaves them ``running`` (resumable as they are); bad data or a full disk marks them
-    ``failed`` with the reason. Re-raises: a T2SError (one line at the CLI) for errors."""
+    (Ctrl-C, SIGTERM) marks them ``interrupted``; bad data or a full disk ``failed``, with
+    the reason; both resume as they are. Re-raises: a T2SError (one line at the CLI) for
+    errors."""
     failed = not isinstance(exc, (KeyboardInterrupt, SystemExit))
     if isinstance(exc, OSError):
         why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
@@ -545,10 +560,12 @@ def _stopped(job: Job, runs: Sequence[Run], store: ResultsStore, exc: BaseExcept
         run.rundir.close()
         if failed:
             run.config.update(status="failed", error=reason[:500])
-            try:
-                run.rundir.write_config(run.config)
-            except OSError:  # e.g. still no space: the folder keeps its previous status
-                pass
+        else:
+            run.config["status"] = "interrupted"
+        try:
+            run.rundir.write_config(run.config)
+        except OSError:  # e.g. still no space: the folder keeps its previous status
+            pass
         hints.append(f"t2s bench --out {store.out} --resume {run.run_id}")
         print(f"t2s bench: run {run.run_id} stopped after {len(run.done)}/{len(job.samples)} samples"
               + (f" ({reason})" if failed else "") + f"; finish it with: {hints[-1]}", file=sys.stderr)
@@ -557,6 +574,8 @@ def _stopped(job: Job, runs: Sequence[Run], store: ResultsStore, exc: BaseExcept
     if isinstance(exc, (T2SError, OSError)):
         fix = "free some space, then" if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) \
             else "fix it, then"
+        if not hints:  # it stopped before any run folder was made: nothing to resume
+            raise T2SError(f"{reason}; {fix} run the command again") from None
         hint = hints[0] if len(hints) == 1 else f"{hints[0]} (and the other runs above)"
         raise T2SError(f"{reason}; {fix} finish with: {hint}") from None
     raise exc
@@ -642,17 +661,45 @@ def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str])
     return jobs
 
 
-def plan_resume(args: argparse.Namespace, store: ResultsStore) -> list[Job]:
-    """The job of one earlier run, rebuilt from its run.yaml."""
-    rundir = RunDir(store.run_dir(args.resume))
-    if not rundir.path.is_dir():
+def plan_resume(args: argparse.Namespace, store: ResultsStore, lock: bool = True) -> list[Job]:
+    """One job per ``--resume`` id, each rebuilt from its run.yaml, in the order given.
+    Every id is checked, then every run locked (``lock``), before any other work: an
+    unknown id or a run another process holds costs nothing and changes nothing."""
+    run_ids = list(args.resume)
+    unknown = [r for r in run_ids if not RunDir(store.run_dir(r)).path.is_dir()]
+    if unknown:
         known = sorted(p.name for p in store.runs_dir.iterdir() if p.is_dir()) if store.runs_dir.is_dir() else []
         hint = f"; runs there: {', '.join(known[-10:])}" if known else ""
-        raise T2SError(f"no run {args.resume!r} in {store.runs_dir}{hint}")
+        raise T2SError(f"no run {', '.join(map(repr, unknown))} in {store.runs_dir}{hint}")
+    locks: dict[str, RunLock] = {}
+    try:
+        if lock:
+            for run_id in run_ids:
+                locks[run_id] = RunLock(store.run_dir(run_id)).acquire()
+        jobs = []
+        for run_id in run_ids:
+            job = _plan_resume_run(args, store, run_id)
+            if job is None:  # already complete: nothing to hold
+                held = locks.pop(run_id, None)
+                if held is not None:
+                    held.release()
+            else:
+                job.runs[0].lock = locks.get(run_id)
+                jobs.append(job)
+        return jobs
+    except BaseException:
+        for held in locks.values():
+            held.release()
+        raise
+
+
+def _plan_resume_run(args: argparse.Namespace, store: ResultsStore, run_id: str) -> Job | None:
+    """The job of one earlier run, rebuilt from its run.yaml (None when it is complete)."""
+    rundir = RunDir(store.run_dir(run_id))
     config = rundir.read_config()
-    if config.get("status") == "complete" and store.has_run(args.resume):
-        print(f"t2s bench: run {args.resume} is already complete", file=sys.stderr)
-        return []
+    if config.get("status") == "complete" and store.has_run(run_id):
+        print(f"t2s bench: run {run_id} is already complete", file=sys.stderr)
+        return None
     try:
         protocol = MetricProtocol.from_dict(config["protocol"])
         dataset, root, seg_spec = config["dataset"], config.get("root"), config["segmenter"]["spec"]
@@ -660,15 +707,24 @@ def plan_resume(args: argparse.Namespace, store: ResultsStore) -> list[Job]:
         recipe = {"spec": config["agent"]["spec"], "options": config["agent"].get("options") or {}}
     except (KeyError, TypeError) as exc:
         raise T2SError(f"{rundir.run_yaml} lacks {exc}; it cannot be resumed") from None
-    check_resume_options(args, config, protocol)
+    check_resume_options(args, config, protocol, run_id)
     samples = load_samples(dataset, root, protocol, int(config.get("seed") or 0), config.get("limit"))
     if len(samples) != config.get("n_samples", len(samples)):
         raise T2SError(f"dataset {dataset} now has {len(samples)} samples, the run had {config['n_samples']}; start a new run")
     segmenter = _make_segmenter(seg_spec, config["segmenter"].get("options") or {})
     agent = rebuild_agent(recipe)
-    run = Run(args.resume, agent, rundir, config)
-    return [Job(dataset, root, seg_spec, segmenter, protocol, variant, samples, [run],
-                args.batch_size, args.tb_samples, not args.no_tensorboard)]
+    run = Run(run_id, agent, rundir, config)
+    return Job(dataset, root, seg_spec, segmenter, protocol, variant, samples, [run],
+               args.batch_size, args.tb_samples, not args.no_tensorboard)
+
+
+def release_locks(jobs: Sequence[Job]) -> None:
+    """Release the locks of every run of ``jobs`` (the process's end would, too)."""
+    for job in jobs:
+        for run in job.runs:
+            if run.lock is not None:
+                run.lock.release()
+                run.lock = None
 
 
 def resolve_protocol(args: argparse.Namespace) -> MetricProtocol:
@@ -682,7 +738,8 @@ def resolve_protocol(args: argparse.Namespace) -> MetricProtocol:
     return protocol_with_options(args.protocol or "strict", options)
 
 
-def check_resume_options(args: argparse.Namespace, config: Mapping[str, Any], protocol: MetricProtocol) -> None:
+def check_resume_options(args: argparse.Namespace, config: Mapping[str, Any], protocol: MetricProtocol,
+                         run_id: str) -> None:
     """Options that change a run's numbers must match the run being resumed: a resumed run
     finishes exactly as it started, or not at all."""
     given = []
@@ -694,7 +751,7 @@ def check_resume_options(args: argparse.Namespace, config: Mapping[str, Any], pr
     if args.seed is not None and args.seed != int(config.get("seed") or 0):
         given.append(f"--seed {args.seed} (the run uses {config.get('seed')})")
     if given:
-        raise ConfigError(f"--resume {args.resume} finishes the run as it started; drop {'; '.join(given)}, "
+        raise ConfigError(f"--resume {run_id} finishes the run as it started; drop {'; '.join(given)}, "
                           "or start a new run")
 
 
@@ -762,7 +819,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
                    help=f"samples per act_batch call and per batched encode (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"results directory (default {DEFAULT_OUT})")
-    p.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run (its run.yaml fixes the configuration)")
+    p.add_argument("--resume", nargs="+", action="append", metavar="RUN_ID",
+                   help="finish interrupted runs, one after the other (each run's run.yaml fixes its configuration); "
+                   "ids space- or comma-separated, the option repeatable")
     p.add_argument("--tb-samples", type=int, default=DEFAULT_TB_SAMPLES, metavar="N",
                    help=f"samples in each run's TensorBoard image grid (default {DEFAULT_TB_SAMPLES}; 0: none)")
     p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard events")
@@ -777,6 +836,30 @@ def _dataset_names() -> list[str]:
     return list(DATASETS)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run stands: it stops as after Ctrl-C (runs marked
+    ``interrupted``, the resume command printed)."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """While the block runs, SIGTERM raises :class:`Terminated` (once: a second SIGTERM
+    ends the process at once). Outside the main thread signals cannot be handled: no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated(f"terminated by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run agents on a dataset and record the results."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -787,6 +870,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--tb-samples must be 0 or more, got {args.tb_samples}")
     if not str(args.out).strip():
         raise ConfigError(f"--out is empty; pass a results directory (default {DEFAULT_OUT})")
+    args.resume = split_list(v for ids in args.resume or () for v in ids) or None
+    try:
+        with sigterm_interrupts():
+            return _bench(args, argv)
+    except Terminated:
+        print("t2s: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+
+
+def _bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     store = ResultsStore(args.out)
     from . import sharding
 
@@ -803,8 +896,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         jobs = plan_new(args, store, argv)
     started = time.perf_counter()
-    for job in jobs:
-        execute(job, store, show_progress=not args.no_progress)
+    try:
+        for job in jobs:
+            execute(job, store, show_progress=not args.no_progress)
+    finally:
+        release_locks(jobs)
     elapsed = time.perf_counter() - started
     for job in jobs:
         for run in job.runs:

@@ -1,14 +1,21 @@
-"""One run's folder: ``run.yaml``, ``samples.jsonl`` (append-only) and ``metrics.json``.
+"""One run's folder: ``run.yaml``, ``samples.jsonl`` (append-only), ``metrics.json`` and
+the ``.lock`` that one process holds while it executes or resumes the run.
 
-``samples.jsonl`` is written one batch at a time, flushed and fsynced, so a killed run
-loses at most the batch in flight. A kill can leave a partial last line; opening the file
+``samples.jsonl`` is written one batch at a time, unbuffered and fsynced, so a killed run
+loses at most the batch in flight, and a failed write (a full disk) leaves nothing in a
+buffer for closing to write again. A kill can leave a partial last line; opening the file
 for appending cuts it off, and those samples are redone.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import fcntl
 import json
 import os
+import shutil
+import socket
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -19,16 +26,79 @@ from t2s_env import T2SError
 RUN_YAML = "run.yaml"
 SAMPLES = "samples.jsonl"
 METRICS = "metrics.json"
+LOCK = ".lock"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written (a write may take only part)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file and rename, so readers see old or new, never half."""
+    """Write through a temporary file and rename, so readers see old or new, never half.
+    A failed write (e.g. a full disk) removes the temporary file and raises."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            _write_all(fd, text.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _close_quietly(fd: int) -> None:
+    """``os.close``, ignoring its error: Linux closes the descriptor even when close reports
+    one, and the callers' data was fsynced before."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+class RunLock:
+    """The exclusive lock on a run folder (``flock`` on its ``.lock`` file): one process
+    executes or resumes a run at a time. The kernel releases it when the process ends,
+    crash or kill included, so a lock is never stale."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path) / LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        """Take the lock, or raise a one-line T2SError naming the run and its holder."""
+        run_id = self.path.parent.name
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise T2SError(f"cannot lock run {run_id} ({self.path}): {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise T2SError(f"run {run_id} is in use by {holder}; wait until it ends (or stop it), then retry") from None
+        self._fd = fd
+        stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        holder = f"pid {os.getpid()} on {socket.gethostname()} since {stamp} ({' '.join(sys.argv)[:300]})"
+        try:
+            os.ftruncate(fd, 0)
+            _write_all(fd, holder.encode("utf-8"))
+        except OSError:  # a full disk: the lock holds all the same, only its holder's name is missing
+            pass
+        return self
+
+    def release(self) -> None:
+        """Close the descriptor, which releases the flock."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            _close_quietly(fd)
 
 
 class RunDir:
@@ -36,7 +106,7 @@ class RunDir:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._handle = None
+        self._fd: int | None = None  # samples.jsonl, open for appending
 
     @property
     def run_yaml(self) -> Path:
@@ -50,10 +120,23 @@ class RunDir:
     def metrics_path(self) -> Path:
         return self.path / METRICS
 
-    def create(self, config: Mapping[str, Any]) -> None:
+    def create(self, config: Mapping[str, Any]) -> RunLock:
+        """Make the folder, lock it (before any file is written: nobody may resume a run
+        half created), write run.yaml and an empty samples.jsonl. Returns the held lock.
+        A failure (a full disk) removes the folder: a run without run.yaml cannot resume."""
         self.path.mkdir(parents=True, exist_ok=False)
-        self.write_config(config)
-        self.samples_path.touch()
+        try:
+            lock = RunLock(self.path).acquire()
+            try:
+                self.write_config(config)
+                self.samples_path.touch()
+            except BaseException:
+                lock.release()
+                raise
+        except BaseException:
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise
+        return lock
 
     # -- run.yaml ---------------------------------------------------------------------------
     def write_config(self, config: Mapping[str, Any]) -> None:
@@ -111,21 +194,22 @@ class RunDir:
         if self.samples_path.exists() and self.samples_path.stat().st_size != good_end:
             with open(self.samples_path, "r+b") as f:
                 f.truncate(good_end)
-        self._handle = open(self.samples_path, "a", encoding="utf-8")
+        self._fd = os.open(self.samples_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         return records
 
     def append(self, records: Iterable[Mapping[str, Any]]) -> None:
-        """Append records and make them durable (one flush + fsync per call)."""
-        if self._handle is None:
+        """Append records and make them durable (one unbuffered write + fsync per call)."""
+        if self._fd is None:
             raise RuntimeError("open_for_append() first")
-        self._handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        _write_all(self._fd, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8"))
+        os.fsync(self._fd)
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        """Close samples.jsonl. Every append was fsynced, so closing loses nothing: its error
+        is never raised over the real one."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            _close_quietly(fd)
 
     # -- metrics.json -------------------------------------------------------------------------
     def write_metrics(self, metrics: Mapping[str, Any]) -> None:
@@ -148,4 +232,4 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
-__all__ = ["METRICS", "RUN_YAML", "RunDir", "SAMPLES", "write_atomic"]
+__all__ = ["LOCK", "METRICS", "RUN_YAML", "RunDir", "RunLock", "SAMPLES", "write_atomic"]

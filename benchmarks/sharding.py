@@ -7,9 +7,10 @@
 starts CPU processes all the same.) When ``WORLD_SIZE`` > 1, :func:`run` replaces the
 harness's loop:
 
-1. Rank 0 plans the runs (a new run, or ``--resume RUN_ID``) and creates their folders;
-   the run ids reach the other ranks through a gloo process group (CPU collectives, used
-   only to coordinate: barriers and a few small objects).
+1. Rank 0 plans the runs (new runs, or ``--resume RUN_ID...``), creates their folders and
+   holds their locks for the whole run; the run ids reach the other ranks through a gloo
+   process group (CPU collectives, used only to coordinate: barriers and a few small
+   objects).
 2. Every rank rebuilds the same jobs from the run folders and holds its own agent and
    segmenter. With GPUs, each process's current CUDA device is set to ``LOCAL_RANK``, so
    models placed on ``cuda`` (no index) land on that process's own GPU.
@@ -27,7 +28,6 @@ already in ``samples.jsonl`` or in any shard file are not redone.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from t2s_env.errors import T2SError
-from t2s_env.scoring import Scorer
 
 from . import harness
 from .rundir import RunDir, write_atomic
@@ -72,25 +71,12 @@ def _records_everywhere(path: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
-def _scorers(job: Any) -> tuple[Scorer, Scorer]:
-    """The harness's two scorers (plain, and keeping masks for TensorBoard tiles)."""
-    extra: dict[str, Any] = {}
-    geometry = getattr(job.protocol, "prompt_geometry", None)
-    if geometry is not None and "prompt_geometry" in inspect.signature(Scorer).parameters:
-        extra["prompt_geometry"] = geometry
-    return (
-        Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", encode_batch_size=job.batch_size, **extra),
-        Scorer(job.segmenter, job.prompt_variant, parser_mode="lenient", keep_masks=True,
-               encode_batch_size=job.batch_size, **extra),
-    )
-
-
 def wanted(args: argparse.Namespace, store: Any) -> bool:
     """Shard when launched distributed, or when resuming a run that has shard files (then
     one process finishes it, merging what the shards recorded)."""
     if world()[1] > 1:
         return True
-    return bool(args.resume) and any(Path(store.run_dir(args.resume)).glob(SHARD_GLOB))
+    return any(any(Path(store.run_dir(run_id)).glob(SHARD_GLOB)) for run_id in args.resume or ())
 
 
 class _Group:
@@ -140,9 +126,10 @@ def _plan(args: argparse.Namespace, store: Any, argv: Sequence[str], rank: int, 
             for job in jobs:
                 for run in job.runs:
                     if not run.rundir.path.exists():
-                        run.rundir.create(run.config)
+                        run.lock = run.rundir.create(run.config)  # rank 0 holds every run's lock
             plan = {"runs": [[run.run_id for run in job.runs] for job in jobs]}
         except T2SError as exc:
+            harness.release_locks(jobs)
             plan = {"error": str(exc)}
             group.broadcast(plan)
             raise
@@ -156,9 +143,9 @@ def _plan(args: argparse.Namespace, store: Any, argv: Sequence[str], rank: int, 
             for run_id in run_ids:
                 # Rebuilt from run.yaml exactly as --resume does; options the user gave were
                 # already checked by rank 0.
-                again = argparse.Namespace(**{**vars(args), "resume": run_id, "protocol": None,
+                again = argparse.Namespace(**{**vars(args), "resume": [run_id], "protocol": None,
                                               "protocol_option": None, "prompt_variant": None, "seed": None})
-                rebuilt = harness.plan_resume(again, store)
+                rebuilt = harness.plan_resume(again, store, lock=False)
                 if not rebuilt:
                     continue
                 job = job or rebuilt[0]
@@ -172,7 +159,7 @@ def _plan(args: argparse.Namespace, store: Any, argv: Sequence[str], rank: int, 
 def _run_job(job: Any, store: Any, rank: int, size: int, group: _Group, show_progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    scorers = _scorers(job)
+    scorers = harness.make_scorers(job)
     for run in job.runs:
         run.rundir = ShardDir(run.rundir.path, rank)
         run.rundir.open_for_append()
@@ -182,15 +169,20 @@ def _run_job(job: Any, store: Any, rank: int, size: int, group: _Group, show_pro
                     disable=not show_progress or rank != 0, file=sys.stderr, dynamic_ncols=True)
     error = ""
     try:
-        for start in range(0, len(mine), job.batch_size):
-            harness.process_batch(job, mine[start : start + job.batch_size], scorers, progress)
-    except (T2SError, OSError) as exc:
-        error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    finally:
-        progress.close()
-        for run in job.runs:
-            run.rundir.close()
-    results = group.gather_ok(not error, error)
+        try:
+            for start in range(0, len(mine), job.batch_size):
+                harness.process_batch(job, mine[start : start + job.batch_size], scorers, progress)
+        except (T2SError, OSError) as exc:
+            error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        finally:
+            progress.close()
+            for run in job.runs:
+                run.rundir.close()
+        results = group.gather_ok(not error, error)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM reaches every rank; rank 0 marks the runs
+        if rank == 0:
+            harness.stop_runs(job, job.runs, store, exc)
+        raise
     failed = [(r, msg) for r, (ok, msg) in enumerate(results) if not ok]
     if failed:
         r, msg = failed[0]
@@ -227,11 +219,13 @@ def run(args: argparse.Namespace, store: Any, argv: Sequence[str]) -> int:
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
     group = _Group()
+    jobs: list[Any] = []
     try:
         jobs = _plan(args, store, argv, rank, group)
         for job in jobs:
             _run_job(job, store, rank, size, group, show_progress=not args.no_progress)
     finally:
+        harness.release_locks(jobs)
         group.close()
     if rank != 0:
         return 0

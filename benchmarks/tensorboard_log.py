@@ -8,7 +8,9 @@ GT outline (yellow), the predicted mask (blue) and the prompts (red boxes, green
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -66,7 +68,32 @@ def write_run(
     from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: slow, so lazily
 
     shutil.rmtree(log_dir, ignore_errors=True)
-    writer = SummaryWriter(log_dir=str(log_dir))
+    with _writer_thread_errors_raised_here():
+        _write(SummaryWriter(log_dir=str(log_dir)), metrics, tiles, summary, columns)
+
+
+@contextlib.contextmanager
+def _writer_thread_errors_raised_here():
+    """TensorBoard writes from a thread of its own, whose error (a full disk) its writer's
+    flush/close raises again here, where the caller handles it; threading would also print
+    it as a traceback. Threads started in the block end silently, waited for on the way out."""
+    before = set(threading.enumerate())
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if args.thread in before:
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        for thread in set(threading.enumerate()) - before:
+            thread.join(timeout=10)  # they are ending: the writer closed or failed
+        threading.excepthook = previous
+
+
+def _write(writer: Any, metrics: Mapping[str, Any], tiles: Sequence[np.ndarray], summary: str, columns: int) -> None:
     try:
         for key in SCALARS:
             value = metrics.get(key)

@@ -15,10 +15,12 @@
 #
 # Budgets (seconds; env vars override): wheel install ~10, segmenters SEG_BUDGET=120 for
 # starting sizes (hard stop SEG_TIMEOUT=180), GRPO GRPO_BUDGET=150 for starting the next
-# policy (hard stop GRPO_TIMEOUT=240): at most ~7.2 minutes. Exit status: 0 when both
-# checks finished, else the first failing status (1 from the segmenter check = a target
-# missed; its table is still written). SEG_ARGS / GRPO_ARGS add options to each check and
-# DOC names the doc to write (the CPU test runs this script with tiny flags and a temp doc).
+# policy (hard stop GRPO_TIMEOUT=240): at most ~7.2 minutes. Timing targets are reported
+# (met or missed, in the logs and the tables), never an exit status. Exit status: 0 when
+# both checks ran, else the first failing status (1 from the segmenter check = masks that
+# differ from upstream's where they must be equal; 124 = a hard stop). SEG_ARGS / GRPO_ARGS
+# add options to each check and DOC names the doc to write (the CPU test runs this script
+# with tiny flags, a temp doc and budgets that never skip anything).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=${WHEELS:-.gpu-wheels}

@@ -28,8 +28,11 @@ equal upstream's, else the fastest). It writes a markdown table (plus a .json tw
 ``--out`` (default ``$OUT/segmenters.md`` when ``$OUT`` is set) and, with ``--doc``, into
 docs/performance.md between marker comments (``--doc-from JSON`` does only that, from a
 report a GPU run brought back). Results are written after every size, so a run cut short
-still leaves a table. Exit status 0 when every size meets both targets, 1 otherwise, 2 on
-a set-up error.
+still leaves a table. The timing targets are reported (met or missed, in the output and
+the table), never an exit status: a timing depends on the machine and its load. Exit
+status 0 when the check ran; 1 when masks differ from upstream's where they must be
+equal (fp32 on the CPU with one prompt per decoder call, the bit-for-bit case of
+docs/performance.md); 2 on a set-up error.
 
 The prepared GPU run is ``scripts/gpu_check.sh`` (both GPU checks, carried wheels).
 On a GPU machine (about 3-5 minutes on one H100; budget 8):
@@ -318,6 +321,8 @@ def main(argv=None) -> int:
             "target_speedup": 0.8 * args.group, "target_overhead": 1.15,
             "ok_speedup": speedup >= 0.8 * args.group, "ok_overhead": overhead <= 1.15,
             "iou_equal_frac": float(np.mean(ra == rb, axis=None)) if ra.shape == rb.shape else 0.0,
+            # fp32 on the CPU, one prompt per decoder call: upstream's masks bit for bit
+            "exact_required": not cuda and seg.dtype == torch.float32 and seg.max_decode_batch == 1,
             "iou_max_abs_diff": float(np.max(np.abs(iou_a - iou_b))),
             "peak_mem_GiB": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
             "wall_s": time.perf_counter() - t0,
@@ -326,6 +331,7 @@ def main(argv=None) -> int:
             row["decode_sweep"] = decode_sweep(seg, embs, sets, images, pred, mod, decode_batches, bench,
                                                args.warmup, args.repeats)
             row["recommended_decode_batch"] = recommend_decode_batch(row["decode_sweep"])
+        row["exact_failures"] = exactness_failures(row)
         rows.append(row)
         print(f"[{size}] group {t_a * 1e3:.1f} ms ({row['prompts_per_s_group']:.0f} prompts/s) | upstream "
               f"{t_b * 1e3:.1f} ms ({row['prompts_per_s_upstream']:.0f} prompts/s) | encoder {t_c * 1e3:.1f} ms | "
@@ -333,6 +339,8 @@ def main(argv=None) -> int:
               f"{'OK' if row['ok_speedup'] else 'MISS'}) | overhead x{overhead:.3f} (target <= 1.15: "
               f"{'OK' if row['ok_overhead'] else 'MISS'}) | max |dIoU| {row['iou_max_abs_diff']:.4f} | "
               f"{row['wall_s']:.0f} s", flush=True)
+        for failure in row["exact_failures"]:
+            print(f"[{size}] FAIL: {failure}", flush=True)
         for d in row.get("decode_sweep", []):
             print(f"[{size}] max_decode_batch {d['max_decode_batch']}: decode {d['t_decode_s'] * 1e3:.1f} ms, "
                   f"{d['pixels_differing']} pixels differ from upstream's masks in {d['masks_differing']}/"
@@ -351,10 +359,35 @@ def main(argv=None) -> int:
     if args.doc:
         write_doc(args.doc, header, rows)
     done = [r for r in rows if "skipped" not in r]
-    ok = bool(done) and all(r["ok_speedup"] and r["ok_overhead"] for r in done) and len(done) == len(rows)
+    met = bool(done) and all(r["ok_speedup"] and r["ok_overhead"] for r in done) and len(done) == len(rows)
+    failed = [f"{r['size']}: {f}" for r in done for f in r["exact_failures"]]
     print(f"[done] {len(done)}/{len(rows)} sizes measured in {time.perf_counter() - t_start:.0f} s; "
-          f"targets {'met' if ok else 'NOT met'}{f'; report {out}' if out else ''}", flush=True)
-    return 0 if ok else 1
+          f"timing targets {'met' if met else 'NOT met (reported, not an error)'}; "
+          f"exactness {'FAILED: ' + '; '.join(failed) if failed else 'OK'}{f'; report {out}' if out else ''}",
+          flush=True)
+    return exit_status(rows)
+
+
+def exit_status(rows: list[dict]) -> int:
+    """1 when a measured size's masks differ from upstream's where they must be equal, else
+    0: a missed timing target or a size skipped for time is reported, not a failure."""
+    return 1 if any(r.get("exact_failures") for r in rows if "skipped" not in r) else 0
+
+
+def exactness_failures(row: dict) -> list[str]:
+    """Where a row's masks differ from upstream's although they must be equal (fp32 on the
+    CPU, one prompt per decoder call); empty when nothing must be equal (bf16 on CUDA)."""
+    if not row["exact_required"]:
+        return []
+    out = []
+    if row["iou_equal_frac"] != 1.0:
+        out.append(f"group scoring's intersections/unions differ from upstream's in "
+                   f"{1 - row['iou_equal_frac']:.1%} of the values (max |dIoU| {row['iou_max_abs_diff']:.2e})")
+    for d in row.get("decode_sweep", []):
+        if d["max_decode_batch"] == 1 and d["pixels_differing"]:
+            out.append(f"max_decode_batch 1: {d['pixels_differing']} pixels differ from upstream's masks "
+                       f"in {d['masks_differing']}/{d['masks']} masks")
+    return out
 
 
 def decode_sweep(seg, embs, sets, images, pred, mod, values, bench, warmup: int, repeats: int) -> list[dict]:
@@ -446,12 +479,13 @@ def report_lines(header: dict, rows: list[dict]) -> list[str]:
         "set_image + predict; (c) encoder alone; (d) decoder alone (+ upsampling).",
         "",
         "| size | params (M) | (a) group ms | (b) upstream ms | (c) encoder ms | (d) decoder ms | prompts/s (a) | "
-        "prompts/s (b) | (b)/(a) | (a)/((c)+(d)) | targets | max abs dIoU (a vs b) | peak GiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "prompts/s (b) | (b)/(a) | (a)/((c)+(d)) | timing targets | max abs dIoU (a vs b) | masks = upstream's | "
+        "peak GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['size']} | skipped: {r['skipped']} |" + " |" * 11)
+            lines.append(f"| {r['size']} | skipped: {r['skipped']} |" + " |" * 12)
             continue
         targets = ("speed-up OK" if r["ok_speedup"] else f"speed-up MISS (< {r['target_speedup']:.1f})") + ", " + (
             "overhead OK" if r["ok_overhead"] else "overhead MISS (> 1.15)")
@@ -460,7 +494,7 @@ def report_lines(header: dict, rows: list[dict]) -> list[str]:
             f"| {r['size']} | {r['params_M']} | {r['t_group_s'] * 1e3:.1f} | {r['t_upstream_s'] * 1e3:.1f} | "
             f"{r['t_encoder_s'] * 1e3:.1f} | {r['t_decoder_s'] * 1e3:.1f} | {r['prompts_per_s_group']:.0f} | "
             f"{r['prompts_per_s_upstream']:.0f} | {r['speedup']:.2f} | {r['overhead']:.3f} | {targets} | "
-            f"{r['iou_max_abs_diff']:.4f} | {mem} |"
+            f"{r['iou_max_abs_diff']:.4f} | {exactness_cell(r)} | {mem} |"
         )
     sweeps = [r for r in rows if r.get("decode_sweep")]
     if sweeps:
@@ -483,6 +517,16 @@ def report_lines(header: dict, rows: list[dict]) -> list[str]:
                              f"{d['iou_max_abs_diff']:.1e} | {d.get('pixels_differing_vs_batch1', '-')} | "
                              f"{d.get('iou_max_abs_diff_vs_batch1', float('nan')):.1e} | {mark} |")
     return lines
+
+
+def exactness_cell(row: dict) -> str:
+    """``required, equal`` / ``required, DIFFER`` / ``not required`` (bf16 or the device-side
+    resize); rows from reports older than the check say nothing."""
+    if "exact_required" not in row:
+        return "-"
+    if not row["exact_required"]:
+        return "not required"
+    return "required, DIFFER" if row.get("exact_failures") else "required, equal"
 
 
 def write_report(out: str | None, header: dict, rows: list[dict]) -> None:

@@ -153,15 +153,17 @@ def test_run_files_and_metrics_agree_with_samples(rect_root, tmp_path, protocol)
     assert read_metrics(runs["empty"])["N-Acc"] == 1.0
 
 
-def test_resume_after_kill_redoes_only_missing_samples(scripted, disjoint_root, tmp_path):
+def test_resume_after_kill_redoes_only_missing_samples(scripted, disjoint_root, tmp_path, capsys):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     scripted.kill_after_batches = 2
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C
         bench(disjoint_root, killed, "--agents", "test-scripted", "--batch-size", "2", "--tb-samples", "2")
     (run_id,) = [d.name for d in (killed / "runs").iterdir()]
     run_dir = killed / "runs" / run_id
     done = [s["sample_id"] for s in read_samples(run_dir)]
     assert done == ["r00", "r01", "r02", "r03"]
+    assert yaml.safe_load((run_dir / "run.yaml").read_text())["status"] == "interrupted"
+    assert f"stopped after 4/6 samples; finish it with: t2s bench --out {killed} --resume {run_id}" in capsys.readouterr().err
     assert not ResultsStore(killed).has_run(run_id)  # incomplete runs are not on the leaderboard
     assert not (run_dir / "metrics.json").exists()
     with open(run_dir / "samples.jsonl", "a") as f:  # a kill in the middle of a write
@@ -233,6 +235,37 @@ def test_agents_from_yaml(disjoint_root, tmp_path):
     cfg.write_text("agents:\n  - name: center-box\n    fraction: 0.25\n  - random-box:5\n")
     assert bench(disjoint_root, tmp_path / "out", "--agent-config", str(cfg), "--limit", "2", "--no-tensorboard") == 0
     assert set(run_dirs(tmp_path / "out")) == {"center-box:0.25", "random-box:5"}
+
+
+def test_resume_takes_several_runs_and_refuses_an_unknown_one_before_any_work(scripted, disjoint_root, tmp_path,
+                                                                              capsys):
+    """``--resume A B``, ``--resume A --resume B`` and ``--resume A,B`` finish every run in
+    turn; one unknown id among them is one line naming it, and nothing is touched."""
+    scripted.kill_after_batches = 1
+    with pytest.raises(KeyboardInterrupt):
+        bench(disjoint_root, tmp_path, "--agents", "test-scripted,oracle-box,center-box", "--batch-size", "2",
+              "--no-tensorboard")
+    runs = run_dirs(tmp_path)
+    ids = [runs[label].name for label in ("test-scripted", "oracle-box", "center-box:0.5")]
+    files = {p: p.read_bytes() for d in runs.values() for p in d.iterdir()}
+    assert all(yaml.safe_load((d / "run.yaml").read_text())["status"] == "interrupted" for d in runs.values())
+    capsys.readouterr()
+    scripted.kill_after_batches = None
+    scripted.calls.clear()
+
+    assert cli("--out", str(tmp_path), "--resume", ids[0], "20990101-nope", ids[1], *QUIET) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no run '20990101-nope'" in err and ids[0] not in err.split("runs there")[0]
+    assert {p: p.read_bytes() for d in runs.values() for p in d.iterdir()} == files  # nothing written
+    assert scripted.calls == []
+
+    assert cli("--out", str(tmp_path), "--resume", ids[0], ids[1], "--resume", f"{ids[2]},{ids[0]}", *QUIET) == 0
+    printed = [line.rsplit("/", 1)[1] for line in capsys.readouterr().out.splitlines() if " on earthreason:val: " in line]
+    assert printed == ids and sorted(r.run_id for r in ResultsStore(tmp_path).runs()) == sorted(ids)
+    for d in runs.values():
+        assert yaml.safe_load((d / "run.yaml").read_text())["status"] == "complete" and len(read_samples(d)) == 6
+    assert cli("--out", str(tmp_path), "--resume", *ids, *QUIET) == 0
+    assert capsys.readouterr().err.count("is already complete") == 3
 
 
 # -- bad input ----------------------------------------------------------------------------
@@ -329,14 +362,40 @@ def _wait_for_lines(path: Path, n: int, proc, timeout: float = 120.0) -> None:
     raise AssertionError(f"{path} never reached {n} lines")
 
 
+def _start_bench(argv: list[str], env: dict):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", "import sys; from t2s_env.cli import main; sys.exit(main(sys.argv[1:]))",
+                             "bench", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for_run_dir(out: Path, proc, timeout: float = 120.0) -> Path:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list((out / "runs").iterdir()) if (out / "runs").is_dir() else []
+        if found:
+            return found[0]
+        assert proc.poll() is None, proc.stderr.read().decode(errors="replace")[-2000:]
+        time.sleep(0.02)
+    raise AssertionError("the bench never created its run folder")
+
+
+def _reap(proc) -> None:
+    """Kill a bench subprocess that is still running (a failed test leaves none behind)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_of_a_real_process(disjoint_root, tmp_path, monkeypatch):
     """kill -9 a `t2s bench` process mid-run; the resumed run answers only the samples
     that were not recorded and ends with the files of an uninterrupted run."""
     import os
     import signal
-    import subprocess
-    import sys
 
     plugins = tmp_path / "plugins"
     plugins.mkdir()
@@ -347,24 +406,14 @@ def test_resume_after_sigkill_of_a_real_process(disjoint_root, tmp_path, monkeyp
     out = tmp_path / "killed"
     argv = ["--dataset", "earthreason:val", "--root", str(disjoint_root), "--segmenter", "box", "--out", str(out),
             "--agents", "slow_agent:SlowOracle", "--batch-size", "2", "--tb-samples", "3", *QUIET]
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from t2s_env.cli import main; sys.exit(main(sys.argv[1:]))",
-                             "bench", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _start_bench(argv, env)
     try:
-        import time
-
-        t0 = time.monotonic()
-        while not ((out / "runs").is_dir() and any((out / "runs").iterdir())):
-            assert proc.poll() is None, proc.stderr.read().decode(errors="replace")[-2000:]
-            assert time.monotonic() - t0 < 120, "the bench never created its run folder"
-            time.sleep(0.02)
-        (run_dir,) = list((out / "runs").iterdir())
+        run_dir = _wait_for_run_dir(out, proc)
         _wait_for_lines(run_dir / "samples.jsonl", 2, proc)  # the first batch is on disk
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     assert proc.returncode == -signal.SIGKILL
     done = [s["sample_id"] for s in read_samples(run_dir)]
     assert 2 <= len(done) < 6 and done == ["r00", "r01", "r02", "r03", "r04", "r05"][: len(done)]
@@ -393,6 +442,87 @@ def test_resume_after_sigkill_of_a_real_process(disjoint_root, tmp_path, monkeyp
     scalars, grid = read_tensorboard(out / "tb" / run_dir.name)
     assert scalars["metrics/gIoU"] == pytest.approx(resumed["gIoU"])
     assert tiles_drawn(grid) == 3  # tiles of the samples scored before the kill were re-rendered
+
+
+GATED_AGENT = '''
+import os, time
+from think2seg.agents.oracles import OracleBoxAgent
+
+class GatedOracle(OracleBoxAgent):
+    """oracle-box that, after its first batch, waits for the file GATED_AGENT_GATE (at most
+    GATED_AGENT_WAIT s): a process held mid-run until the test lets it go."""
+    name = "gated-oracle"
+    batches = 0
+
+    def act_batch(self, observations, infos):
+        gate = os.environ.get("GATED_AGENT_GATE")
+        deadline = time.monotonic() + float(os.environ.get("GATED_AGENT_WAIT", "300"))
+        while gate and type(self).batches >= 1 and not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        type(self).batches += 1
+        return super().act_batch(observations, infos)
+'''
+
+
+@pytest.mark.slow
+def test_sigterm_marks_the_run_interrupted_and_a_run_in_use_is_refused(disjoint_root, tmp_path, monkeypatch, capsys):
+    """SIGTERM a `t2s bench` mid-run: one line per run with the resume command, exit 143,
+    run.yaml ``interrupted``. While a process executes or resumes a run, a second
+    ``--resume`` of it is one line naming the run and its holder, exit 2, and writes
+    nothing: the run ends with one record per sample (two resumes at once gave 112 lines
+    for 60 samples)."""
+    import os
+    import signal
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "gated_agent.py").write_text(GATED_AGENT)
+    monkeypatch.syspath_prepend(str(plugins))  # the in-process second resume could run it
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")]),
+               GATED_AGENT_GATE=str(tmp_path / "gate-1"), T2S_TEST_THREADS="1")
+    out = tmp_path / "out"
+    proc = _start_bench(["--dataset", "earthreason:val", "--root", str(disjoint_root), "--segmenter", "box", "--out",
+                         str(out), "--agents", "gated_agent:GatedOracle", "--batch-size", "2", *QUIET], env)
+    try:
+        run_dir = _wait_for_run_dir(out, proc)
+        _wait_for_lines(run_dir / "samples.jsonl", 2, proc)  # the first batch is on disk; the agent waits
+        # executing: refused
+        assert cli("--out", str(out), "--resume", run_dir.name, *QUIET) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"run {run_dir.name} is in use by pid {proc.pid} " in err
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        _reap(proc)
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "t2s: terminated"
+    assert f"run {run_dir.name} stopped after 2/6 samples; finish it with: t2s bench --out {out} --resume {run_dir.name}" in err
+    assert yaml.safe_load((run_dir / "run.yaml").read_text())["status"] == "interrupted"
+
+    # resuming: a second resume at the same time is refused
+    env["GATED_AGENT_GATE"] = str(tmp_path / "gate-2")
+    holder = _start_bench(["--out", str(out), "--resume", run_dir.name, "--batch-size", "2", *QUIET], env)
+    try:
+        _wait_for_lines(run_dir / "samples.jsonl", 4, holder)  # it answered a batch and waits
+        before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+        assert cli("--out", str(out), "--resume", run_dir.name, *QUIET) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"run {run_dir.name} is in use by pid {holder.pid} " in err
+        assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+        (tmp_path / "gate-2").touch()
+        assert holder.wait(timeout=120) == 0, holder.stderr.read().decode()[-2000:]
+    finally:
+        _reap(holder)
+    assert [s["sample_id"] for s in read_samples(run_dir)] == [f"r0{k}" for k in range(6)]
+    assert (run_dir / "samples.jsonl").read_text().count("\n") == 6
+    assert yaml.safe_load((run_dir / "run.yaml").read_text())["status"] == "complete"
+
+    monkeypatch.delenv("GATED_AGENT_GATE", raising=False)
+    clean = tmp_path / "clean"
+    assert bench(disjoint_root, clean, "--agents", "gated_agent:GatedOracle", "--batch-size", "2") == 0
+    assert read_samples(run_dir) == read_samples(next(iter(run_dirs(clean).values())))
+    assert cli("--out", str(out), "--resume", run_dir.name, *QUIET) == 0  # the lock went with its process
 
 
 # -- TensorBoard: the scalars and the image grid, read back -------------------------------
@@ -716,6 +846,128 @@ def test_disk_full_mid_run_is_one_line_that_keeps_the_resume_hint(disjoint_root,
     monkeypatch.setattr(RunDir, "append", original)
     assert cli("--out", str(out), "--resume", d.name, *QUIET) == 0
     assert read_metrics(d)["n"] == 6 and yaml.safe_load((d / "run.yaml").read_text())["status"] == "complete"
+
+
+class FullDiskAt:
+    """``os.write``, ``os.fsync`` and ``os.close`` on files under ``root``, counted together;
+    the ``n``-th call fails with ENOSPC (a close closes, then fails, as NFS reports a late
+    write error). ``n=None`` only counts."""
+
+    def __init__(self, monkeypatch, root: Path, n: int | None) -> None:
+        import os
+
+        self.root, self.n, self.calls = str(root), n, 0
+        for name in ("write", "fsync", "close"):
+            monkeypatch.setattr(os, name, self._wrap(name, getattr(os, name)))
+
+    def _under_root(self, fd: int) -> bool:
+        import os
+
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}").startswith(self.root)
+        except OSError:
+            return False
+
+    def _wrap(self, name, real):
+        import errno
+
+        def call(fd, *args):
+            if not self._under_root(fd):
+                return real(fd, *args)
+            self.calls += 1
+            if self.calls != self.n:
+                return real(fd, *args)
+            if name == "close":
+                real(fd)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        return call
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_enospc_at_each_write_fsync_and_close_of_the_run_files(disjoint_root, tmp_path, capsys, monkeypatch):
+    """ENOSPC injected at each write, fsync and close of the run folders' files in turn:
+    one line (with the resume command once a run folder exists), and the run resumes to
+    the samples of an undisturbed run. Runs anywhere; the tmpfs test above is the real disk."""
+    argv = ["--dataset", "earthreason:val", "--root", str(disjoint_root), "--segmenter", "box", "--agents",
+            "oracle-box", "--batch-size", "2", "--no-tensorboard", *QUIET]
+    ref = tmp_path / "ref"
+    with monkeypatch.context() as m:
+        counted = FullDiskAt(m, ref / "runs", None)
+        assert cli("--out", str(ref), *argv) == 0
+    want = read_samples(next(iter(run_dirs(ref).values())))
+    assert counted.calls >= 10  # run.yaml, the lock, 3 appends, metrics.json, run.yaml again
+    capsys.readouterr()
+    stopped = []
+    for n in range(1, counted.calls + 1):
+        out = tmp_path / f"out-{n}"
+        with monkeypatch.context() as m:
+            FullDiskAt(m, out / "runs", n)
+            rc = cli("--out", str(out), *argv)
+        last = capsys.readouterr().err.strip().splitlines()[-1] if rc else ""
+        folders = list((out / "runs").iterdir())
+        if rc == 0:  # e.g. the lock's holder line: the lock holds without it
+            continue
+        assert rc == 2 and last.startswith("t2s: error:") and "disk is full" in last, (n, last)
+        assert ("--resume" in last) == bool(folders), (n, last)
+        stopped.append(n)
+        for d in folders:
+            assert cli("--out", str(out), "--resume", d.name, *QUIET) == 0, n
+            assert read_samples(d) == want, n
+    print(f"{counted.calls} write points, {len(stopped)} stopped the run")
+    assert len(stopped) >= counted.calls - 3  # only the lock's holder line and closes may pass
+
+
+def _private_tmpfs_works(mount: Path) -> bool:
+    """Whether this machine lets a process mount a tmpfs in a private user and mount
+    namespace (root, or unprivileged user namespaces)."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("unshare"):
+        return False
+    mount.mkdir(exist_ok=True)
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            f"mount -t tmpfs -o size=64k tmpfs '{mount}' && touch '{mount}/x'"],
+                           capture_output=True, timeout=60)
+    return probe.returncode == 0
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_any_point_of_a_run_is_one_line_and_the_run_resumes(tmp_path):
+    """A real full disk (a 1 MiB tmpfs, filled to leave 0, 4, 8, ... kB) at every point of a
+    run: run folders, samples.jsonl, metrics.json, TensorBoard's writer thread, the
+    leaderboard. Every case ends in one line (the resume command once a run folder
+    exists), never a traceback; with space freed, every stopped run resumes to the samples
+    of a run that had space. (At about 150 kB free, closing samples.jsonl once re-raised
+    its failed write as a traceback.)"""
+    import json
+    import subprocess
+    import sys
+
+    from tests.datagen import write_rectangle_dataset
+
+    mount = tmp_path / "mnt"
+    if not _private_tmpfs_works(mount):
+        pytest.skip("cannot mount a tmpfs here (needs `unshare --user --map-root-user --mount`)")
+    write_rectangle_dataset(tmp_path / "data", split="val", n=6, n_empty=1, seed=2, size=64)
+    common = ["--dataset", "earthreason:val", "--root", str(tmp_path / "data"), "--segmenter", "box",
+              "--agents", "oracle-box", "--batch-size", "2", "--tb-samples", "1", *QUIET]
+    script = (f"mount -t tmpfs -o size=1m tmpfs '{mount}' && exec '{sys.executable}' -m tests.diskfull_bench "
+              f"'{mount}' " + " ".join(f"'{a}'" for a in common))
+    proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=1200, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    cases = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(cases) > 10 and cases[-1]["rc"] == 0 and all(c["rc"] == 2 for c in cases[:-1])
+    for c in cases:
+        assert not c["traceback"], c
+        if c["rc"] == 2:
+            assert c["last"].startswith("t2s: error:") and c["last"].count("\n") == 0, c
+            assert ("--resume" in c["last"]) == (c["run_folders"] > 0), c
+        assert c["resumed"] == [0] * len(c["resumed"]) and (c["same_samples"] or c["run_folders"] == 0), c
+    assert sum("disk is full" in c["last"] for c in cases) > 5  # samples, metrics, TensorBoard, ...
+    assert any("--resume" in c["last"] and "leaderboard.sqlite" in c["last"] for c in cases)
 
 
 def test_a_bad_leaderboard_row_is_skipped_with_a_warning(disjoint_root, tmp_path, capsys):

@@ -667,16 +667,15 @@ def test_never_raises_deep_nesting(depth, unit, tail):
         _check_total(text, DEFAULT_VARIANT, mode)
 
 
-def test_thousands_of_instances_parse_quickly_in_bounded_memory():
+def test_thousands_of_instances_parse_in_bounded_memory():
     """A degenerate answer with thousands of boxes (the length limit allows ~9000):
-    de-duplication must not build N×N matrices (gigabytes), and the parse stays quick."""
-    import time
+    de-duplication must not build N×N matrices (gigabytes). Its speed is timed in
+    benchmarks/test_bench_parser.py, never asserted here."""
     import tracemalloc
 
     body = "[" + ",".join('{"bbox_2d":[%d,0,%d,5]}' % (i, i + 4) for i in range(4000)) + "]"
     text = f"<think>t</think><answer>```json{body}```</answer>"
     tracemalloc.start()
-    t0 = time.perf_counter()
     try:
         a = parse_completion(text, variant="bbox", image_size=(8000, 10))
         _, peak = tracemalloc.get_traced_memory()
@@ -684,4 +683,3 @@ def test_thousands_of_instances_parse_quickly_in_bounded_memory():
         tracemalloc.stop()
     assert a.ok and len(a.prompts) == 64
     assert peak < 100 * 2**20, f"peak {peak / 2**20:.0f} MiB"
-    assert time.perf_counter() - t0 < 20

@@ -278,8 +278,7 @@ def test_client_fails_loudly_after_bounded_retries(mode, message):
     remote = RemoteScorer(url, timeout=0.3, retries=2, backoff=0.01)
     remote._server = {"scorer": {"prompt_variant": "bbox+2pos", "parser_mode": "strict"}}  # no /health round trip
     image, gt = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool)
-    t0 = time.monotonic()
-    try:
+    try:  # the retries are counted in the message; their duration is not asserted (machine speed)
         with pytest.raises(ServiceError, match=message):
             remote.score(image, gt, ["x"])
         # ... and through the trainer's reward function too: an error, never a reward of 0.
@@ -289,7 +288,6 @@ def test_client_fails_loudly_after_bounded_retries(mode, message):
     finally:
         if sock is not None:
             sock.close()
-    assert time.monotonic() - t0 < 10
 
 
 def test_killed_and_restarted_server_loses_no_answer():

@@ -105,3 +105,28 @@ def test_two_processes_match_one_and_a_killed_run_resumes(tmp_path, monkeypatch,
     assert sorted((r[1], r[2]) for r in rows(two)) == [("crashy", 9), ("oracle-box+points", 9)]
     ids = [json.loads(line)["sample_id"] for line in (run_dir(two, "crashy") / "samples.jsonl").read_text().splitlines()]
     assert ids == [f"img{k:03d}" for k in range(9)]  # dataset order
+
+
+@pytest.mark.slow
+def test_a_sharded_run_scores_in_the_protocols_coord_frame(tmp_path, capsys):
+    """Under coord_frame=rel1000, 2 processes record what 1 process records: both score
+    the frame-declaring agent's answers in its frame (the sharded scorers once ignored it,
+    gIoU 12.40 against 85.46, under the same run identity)."""
+    from tests.datagen import write_rectangle_dataset
+    from think2seg.benchmarks import harness
+
+    write_rectangle_dataset(tmp_path / "data", split="val", n=6, n_empty=1, seed=5, size=64)
+    common = ["--dataset", "earthreason:val", "--root", str(tmp_path / "data"), "--segmenter", "box",
+              "--agents", "tests.agent_plugins.frames:Rel1000Box", "--protocol-option", "coord_frame=rel1000",
+              "--batch-size", "2", "--no-progress", "--no-leaderboard", "--no-tensorboard"]
+    assert harness.main(["--out", str(tmp_path / "one"), *common]) == 0
+    capsys.readouterr()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    two = launch(["--out", str(tmp_path / "two"), *common], env)
+    assert two.returncode == 0, two.stdout + two.stderr[-3000:]
+
+    a, b = run_dir(tmp_path / "one", "rel1000"), run_dir(tmp_path / "two", "rel1000")
+    one_records = (a / "samples.jsonl").read_text().splitlines()
+    assert len(one_records) == 6 and (b / "samples.jsonl").read_text().splitlines() == one_records
+    ma, mb = json.loads((a / "metrics.json").read_text()), json.loads((b / "metrics.json").read_text())
+    assert ma["gIoU"] == mb["gIoU"] and ma["protocol"]["coord_frame"] == "rel1000"
