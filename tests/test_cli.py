@@ -1,10 +1,12 @@
 """The top level of the ``t2s`` command: --version, a reader that closes the pipe early,
-and progress bars (shown on a terminal, quiet otherwise)."""
+a full output device, and progress bars."""
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import io
+import os
 import subprocess
 import sys
 
@@ -35,6 +37,43 @@ def test_closed_pipe_ends_quietly(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err, err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("argv", [["leaderboard", "--out", "OUT"], ["--version"], ["data", "--help"],
+                                  ["leaderboard", "--help"]], ids=["leaderboard", "version", "help", "command-help"])
+def test_a_full_output_device_is_one_line_and_a_failure(tmp_path, argv):
+    """``t2s leaderboard > /dev/full``: ENOSPC on stdout is one line on stderr and status 2,
+    with no traceback (also none from the interpreter's final flush at exit)."""
+    argv = [str(tmp_path) if a == "OUT" else a for a in argv]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "t2s_env.cli", *argv], stdout=full, stderr=subprocess.PIPE,
+                              timeout=120)
+    lines = [line for line in proc.stderr.decode().splitlines() if not line.startswith("t2s leaderboard: no runs")]
+    assert proc.returncode == 2
+    assert lines == ["t2s: error: cannot write the output to stdout: No space left on device; "
+                     "write it to a device or file with free space"], proc.stderr.decode()
+
+
+class FullStdout(io.StringIO):
+    """A stdout whose device is full."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_stdout_errors_are_told_from_the_commands_own(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdout", FullStdout())
+    assert main(["--version"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert sys.stdout.__class__ is FullStdout  # the command's stdout is given back
+
+    def own_file_error(argv):
+        raise OSError(errno.ENOSPC, "No space left on device", "/some/file")
+
+    monkeypatch.setattr("t2s_env.cli._find_registered", lambda argv: (own_file_error, []))
+    with pytest.raises(OSError):  # a command's own I/O error is its to report, never called a stdout error
+        main(["anything"])
 
 
 def test_data_synth_and_check_show_progress_on_a_terminal_only(tmp_path, monkeypatch, capsys):
