@@ -28,6 +28,11 @@ import sys
 from typing import Any, Callable, Sequence
 
 from .errors import T2SError
+from .progress import LOG_EVERY_S, NO_PROGRESS_ENV
+
+#: --no-progress of the long data commands (t2s_env.progress says what is shown where)
+PROGRESS_HELP = (f"no progress on stderr (default: a bar on a terminal, a line every {LOG_EVERY_S:.0f} s in a "
+                 f"log; {NO_PROGRESS_ENV}=1 turns it off everywhere)")
 
 #: The entry-point group through which applications register subcommands.
 COMMAND_GROUP = "think2seg.commands"
@@ -137,14 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--splits", default="train,val,test", help="comma-separated splits")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
-    synth.add_argument("--no-progress", action="store_true", help="no progress bar (none is shown when stderr is not a terminal)")
+    synth.add_argument("--no-progress", action="store_true", help=PROGRESS_HELP)
     synth.set_defaults(func=_data_synth)
     check = dsub.add_parser("check", help="validate a dataset and print its counts")
     check.add_argument("dataset", help="earthreason, synthetic, rrsisd, refsegrs or risbench")
     check.add_argument("--root", help="dataset root (not needed for synthetic)")
     check.add_argument("--split", help="one split (default: every split present)")
     check.add_argument("--lenient", action="store_true", help="skip broken images with a warning instead of failing")
-    check.add_argument("--no-progress", action="store_true", help="no progress bar (none is shown when stderr is not a terminal)")
+    check.add_argument("--no-progress", action="store_true", help=PROGRESS_HELP)
     check.set_defaults(func=_data_check)
     convert = dsub.add_parser("convert", help="rewrite a dataset's annotations in a safe format (rrsisd: refs pickle -> JSON)")
     convert.add_argument("dataset", help="rrsisd")

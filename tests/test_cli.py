@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from t2s_env import progress
 from t2s_env.cli import main
 from t2s_env.datasets.synthetic import ensure_dataset
 
@@ -76,10 +77,30 @@ def test_stdout_errors_are_told_from_the_commands_own(monkeypatch, capsys):
         main(["anything"])
 
 
-def test_data_synth_and_check_show_progress_on_a_terminal_only(tmp_path, monkeypatch, capsys):
-    argv = ["data", "synth", "--splits", "val", "--n", "1", "--seed", "5"]
-    assert main([*argv, "--out", str(tmp_path / "quiet")]) == 0  # captured stderr: not a terminal
+def test_data_synth_and_check_progress_in_a_log(tmp_path, monkeypatch, capsys):
+    """stderr that is not a terminal (CI, nohup): plain lines every LOG_EVERY_S seconds and
+    a last one, none with --no-progress or T2S_NO_PROGRESS=1."""
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)  # as if each image took longer than the interval
+    argv = ["data", "synth", "--splits", "val,test", "--n", "2", "--seed", "5"]
+    assert main([*argv, "--out", str(tmp_path / "logged")]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == [f"synthetic: {k}/4 images ({25 * k}%)" for k in (1, 2, 3, 4)]
+    assert "images/s" in lines[0] and "left" in lines[0] and "left" not in lines[-1]
+    assert "\r" not in "".join(lines)  # no bar redraws in a log
+    check = ["data", "check", "earthreason", "--root", str(tmp_path / "logged"), "--split", "val"]
+    assert main(check) == 0
+    assert capsys.readouterr().err.splitlines()[-1].startswith("checking: 2/2 masks (100%)")
+    assert main([*argv, "--out", str(tmp_path / "off"), "--no-progress"]) == 0
+    monkeypatch.setenv("T2S_NO_PROGRESS", "1")
+    assert main(check) == 0
     assert capsys.readouterr().err == ""
+    monkeypatch.undo()  # the real interval: work shorter than it prints nothing
+    assert main([*argv, "--out", str(tmp_path / "quick")]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_data_synth_and_check_show_a_bar_on_a_terminal(tmp_path, monkeypatch, capsys):
+    argv = ["data", "synth", "--splits", "val", "--n", "1", "--seed", "5"]
 
     tty = TerminalStderr()
     monkeypatch.setattr(sys, "stderr", tty)
@@ -98,7 +119,7 @@ def test_data_synth_and_check_show_progress_on_a_terminal_only(tmp_path, monkeyp
     tty.seek(0), tty.truncate()
     assert main([*check, "--no-progress"]) == 0
     assert tty.getvalue() == ""
-    monkeypatch.undo()  # stderr captured again: not a terminal
+    monkeypatch.undo()  # stderr captured again: not a terminal, and the check is quicker than LOG_EVERY_S
     assert main(check) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out.count("earthreason:val  images 1") == 3
