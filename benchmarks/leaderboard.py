@@ -35,6 +35,10 @@ FORMATS = ("table", "md", "csv")
 COLUMNS = ("agent", "segmenter", "dataset/split", "protocol", "N", "gIoU", "gIoU-CI95", "cIoU", "cIoU-CI95",
            "Pr@0.5", "Pr@0.5-CI95", "N-Acc", "source")
 NUMERIC = {"N", "gIoU", "gIoU-CI95", "cIoU", "cIoU-CI95", "Pr@0.5", "Pr@0.5-CI95", "N-Acc"}
+#: the CSV's metric columns: each interval as two numbers (percent) instead of the
+#: table's "lo–hi" text, so that a spreadsheet or pandas reads them as numbers
+CSV_COLUMNS = tuple(name for col in COLUMNS for name in (
+    (f"{col.removesuffix('-CI95')}_ci95_low", f"{col.removesuffix('-CI95')}_ci95_high") if col.endswith("-CI95") else (col,)))
 HISTORY_COLUMNS = ("run_id", "finished_at", "partial")
 FINGERPRINT_COLUMNS = ("identity", "data", "model", "segmenter-weights")
 MISSING = "—"
@@ -187,17 +191,30 @@ def format_markdown(entries: Sequence[Entry], history: bool = False, fingerprint
     return "\n".join(out)
 
 
+def _csv_metric_cells(e: Entry, table_cells: Sequence[str]) -> list[str]:
+    """The table's cells with each interval split into its low and high bound."""
+    out: list[str] = []
+    for col, cell in zip(COLUMNS, table_cells):
+        if col.endswith("-CI95"):
+            iv = e.intervals.get(col.removesuffix("-CI95"))
+            out += [_pct(iv[0], ""), _pct(iv[1], "")] if iv else ["", ""]
+        else:
+            out.append(cell)
+    return out
+
+
 def format_csv(entries: Sequence[Entry], history: bool = False, fingerprints: bool = False) -> str:
-    """CSV with the same columns (empty cells for missing values) plus run_id and
+    """CSV of :data:`CSV_COLUMNS` (the table's, each interval as ``<metric>_ci95_low`` and
+    ``_high``, numbers in percent; empty cells for missing values) plus run_id and
     finished_at (and partial with ``history``)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     extra = ["run_id", "finished_at"] + (["partial"] if history else [])
-    w.writerow([*COLUMNS, *extra, *(FINGERPRINT_COLUMNS if fingerprints else ())])
+    w.writerow([*CSV_COLUMNS, *extra, *(FINGERPRINT_COLUMNS if fingerprints else ())])
     for e in entries:
         cells = _cells(e, "", history=True, fingerprints=fingerprints)
         base, hist, fps = cells[:len(COLUMNS)], cells[len(COLUMNS):len(COLUMNS) + 3], cells[len(COLUMNS) + 3:]
-        w.writerow([*base, *hist[:len(extra)], *fps])
+        w.writerow([*_csv_metric_cells(e, base), *hist[:len(extra)], *fps])
     return buf.getvalue().rstrip("\n")
 
 

@@ -25,8 +25,8 @@ import io
 import json
 import os
 import re
+import secrets
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -507,26 +507,39 @@ def build_page(store: ResultsStore, runs: list[RunData], reported: list[Entry], 
 <style>{CSS}</style></head>
 <body>
 <h1>{_e(title)}</h1>
-<div class=meta>{len(runs)} run(s) from {_e(store.out)} · generated {stamp} · metrics in % with 95 % bootstrap intervals where recorded</div>
+<div class=meta>{len(runs)} run(s) from {_e(shown_folder(store.out))} · generated {stamp} · metrics in % with 95 % bootstrap intervals where recorded</div>
 {notes_html}
 {''.join(sections)}
 </body></html>
 """
 
 
+def shown_folder(folder: str | Path) -> str:
+    """The results folder as the page names it: as the user gave it when relative, by its
+    name alone when absolute (a page is shared; the path of the user's home is not)."""
+    folder = Path(folder)
+    return folder.as_posix() if not folder.is_absolute() else (folder.name or folder.as_posix())
+
+
 # -- writing ----------------------------------------------------------------------------
 
 def _reserve(path: Path) -> Path:
     """A temporary file beside ``path``, created now so that an unwritable path fails
-    before any work; renamed onto ``path`` when the page is complete."""
+    before any work; renamed onto ``path`` when the page is complete. Created with mode
+    0666 less the umask, as any new file (mkstemp's 0600 would survive the rename)."""
     if path.is_dir():
         raise ConfigError(f"--html {path} is a folder; give a file path such as {path / 'report.html'}")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    except OSError as exc:
-        raise ConfigError(f"cannot write --html {path}: {exc.strerror or exc}; choose a path in a folder you can write to") from None
-    os.close(fd)
-    return Path(tmp)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.partial"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise ConfigError(f"cannot write --html {path}: {exc.strerror or exc}; "
+                              "choose a path in a folder you can write to") from None
+    raise ConfigError(f"cannot write --html {path}: no free temporary name beside it; remove its .partial files")
 
 
 def write_report(out: str | Path, html_path: str | Path, datasets: Sequence[str] | None = None,

@@ -36,6 +36,7 @@ import gymnasium
 import numpy as np
 
 from t2s_env.errors import CheckpointError, ConfigError
+from t2s_env.progress import progress_bar
 
 try:  # installed as think2seg.scripts / think2seg.agents; from a bare checkout as files
     from think2seg.agents.rl.policy import (ARCHITECTURES, BoxActor, CellBox, CellMixture, PolicySpec, ValueNet,
@@ -728,9 +729,11 @@ def train(cfg: RLConfig, argv: Sequence[str] = ()) -> dict[str, Any]:
         writer.add_scalar("val/reward", last_val["reward"], 0)
     print(f"t2s: PPO on {env_id} {cfg.train_split} ({cfg.num_envs} {cfg.vectorization_mode} envs, segmenter "
           f"{cfg.segmenter}, frame {cfg.frame_size}, obs {cfg.obs_size}); TensorBoard {out / 'tb'}", file=sys.stderr)
+    # a bar on a terminal, one line per update in a log: env steps (one action each), rate, reward
+    progress = progress_bar(cfg.total_env_steps, "PPO", "action", initial=env_steps, log_every_s=0)
     while env_steps < cfg.total_env_steps:
         if cfg.max_time_s is not None and time.monotonic() - start > cfg.max_time_s:
-            print(f"t2s: max_time_s={cfg.max_time_s} reached at env step {env_steps}", file=sys.stderr)
+            progress.write(f"t2s: max_time_s={cfg.max_time_s} reached at env step {env_steps}", file=sys.stderr)
             break
         with policy_within_training_step(algo.policy):  # sampled actions, updates allowed
             collector.collect(n_step=cfg.steps_per_update)
@@ -739,6 +742,8 @@ def train(cfg: RLConfig, argv: Sequence[str] = ()) -> dict[str, Any]:
         collector.reset_buffer(keep_statistics=True)
         updates += 1
         scores = train_envs.drain_scores()
+        progress.set_postfix(reward=float(scores[:, 0].mean()), iou=float(scores[:, 1].mean()))
+        progress.update(cfg.steps_per_update)
         writer.add_scalar("train/episode_reward", scores[:, 0].mean(), env_steps)
         writer.add_scalar("train/iou", scores[:, 1].mean(), env_steps)
         writer.add_scalar("train/reward_iou", scores[:, 1].mean(), env_steps)
@@ -755,10 +760,12 @@ def train(cfg: RLConfig, argv: Sequence[str] = ()) -> dict[str, Any]:
             last_val = val.evaluate(actor)
             writer.add_scalar("val/giou", last_val["giou"], env_steps)
             writer.add_scalar("val/reward", last_val["reward"], env_steps)
-            print(f"t2s: step {env_steps}: train IoU {scores[:, 1].mean():.3f}, val gIoU {last_val['giou']:.2f}, "
-                  f"val reward {last_val['reward']:.3f} ({time.monotonic() - start:.0f} s)", file=sys.stderr)
+            progress.write(f"t2s: step {env_steps}: train IoU {scores[:, 1].mean():.3f}, val gIoU "
+                           f"{last_val['giou']:.2f}, val reward {last_val['reward']:.3f} "
+                           f"({time.monotonic() - start:.0f} s)", file=sys.stderr)
         if updates % cfg.checkpoint_every == 0:
             save_checkpoint(cfg, algo, env_steps, updates)
+    progress.close()
     save_checkpoint(cfg, algo, env_steps, updates)
     if not last_val:
         last_val = val.evaluate(actor)

@@ -13,7 +13,10 @@ application that implements it, through the entry-point group ``think2seg.comman
 (name ``bench`` or ``train.grpo`` -> ``module:function(argv) -> int``), so ``t2s_env``
 imports nothing above itself and a third-party package can add a subcommand the same way.
 
-A user error (:class:`T2SError`) prints one line ``t2s: error: ...`` and exits with 2.
+A user error (:class:`T2SError`) prints one line ``t2s: error: ...`` and exits with 2, and
+so does output that cannot be written (``t2s leaderboard > /dev/full``: no space, an I/O
+error). A reader that closes the pipe early (``t2s leaderboard | head``) ends t2s quietly
+with status 141, as for other command-line tools.
 """
 
 from __future__ import annotations
@@ -22,9 +25,14 @@ import argparse
 import importlib.metadata
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .errors import T2SError
+from .progress import LOG_EVERY_S, NO_PROGRESS_ENV
+
+#: --no-progress of the long data commands (t2s_env.progress says what is shown where)
+PROGRESS_HELP = (f"no progress on stderr (default: a bar on a terminal, a line every {LOG_EVERY_S:.0f} s in a "
+                 f"log; {NO_PROGRESS_ENV}=1 turns it off everywhere)")
 
 #: The entry-point group through which applications register subcommands.
 COMMAND_GROUP = "think2seg.commands"
@@ -134,14 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--splits", default="train,val,test", help="comma-separated splits")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
-    synth.add_argument("--no-progress", action="store_true", help="no progress bar (none is shown when stderr is not a terminal)")
+    synth.add_argument("--no-progress", action="store_true", help=PROGRESS_HELP)
     synth.set_defaults(func=_data_synth)
     check = dsub.add_parser("check", help="validate a dataset and print its counts")
     check.add_argument("dataset", help="earthreason, synthetic, rrsisd, refsegrs or risbench")
     check.add_argument("--root", help="dataset root (not needed for synthetic)")
     check.add_argument("--split", help="one split (default: every split present)")
     check.add_argument("--lenient", action="store_true", help="skip broken images with a warning instead of failing")
-    check.add_argument("--no-progress", action="store_true", help="no progress bar (none is shown when stderr is not a terminal)")
+    check.add_argument("--no-progress", action="store_true", help=PROGRESS_HELP)
     check.set_defaults(func=_data_check)
     convert = dsub.add_parser("convert", help="rewrite a dataset's annotations in a safe format (rrsisd: refs pickle -> JSON)")
     convert.add_argument("dataset", help="rrsisd")
@@ -210,6 +218,9 @@ def _find_registered(argv: Sequence[str]) -> tuple[Callable[[Sequence[str]], int
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    real_stdout = sys.stdout
+    if real_stdout is not None:
+        sys.stdout = GuardedStdout(real_stdout)
     try:
         if argv[:1] == ["--version"]:  # without loading every registered command
             print(version_line())
@@ -223,16 +234,65 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser = build_parser()
             args = parser.parse_args(argv)
             return int(args.func(args) or 0)
-        finally:  # also after --help: a closed pipe shows up here, where it is handled, not at exit
+        finally:  # also after --help: a failed write shows up here, where it is handled, not at exit
             _flush_stdout()
     except BrokenPipeError:
-        return _reader_went_away()
+        _discard_stdout(real_stdout)
+        return 128 + 13  # the status of a process ended by SIGPIPE, as the shell reports it
+    except StdoutWriteError as exc:
+        _discard_stdout(real_stdout)
+        _say(f"t2s: error: cannot write the output to stdout: {exc.reason}; "
+             "write it to a device or file with free space")
+        return 2
     except T2SError as exc:
-        print(f"t2s: error: {exc}", file=sys.stderr)
+        _say(f"t2s: error: {exc}")
         return 2
     except KeyboardInterrupt:
-        print("t2s: interrupted", file=sys.stderr)
+        _say("t2s: interrupted")
         return 130
+    finally:
+        if isinstance(sys.stdout, GuardedStdout):
+            sys.stdout = real_stdout
+
+
+class StdoutWriteError(Exception):
+    """Writing or flushing stdout failed for a reason other than a closed pipe (ENOSPC on
+    /dev/full, EIO). Not an OSError, so no command's ``except OSError`` around its own
+    files takes it for theirs."""
+
+    def __init__(self, error: OSError) -> None:
+        self.reason = error.strerror or str(error)
+        super().__init__(self.reason)
+
+
+class GuardedStdout:
+    """``sys.stdout`` while a command runs: a failed write or flush raises
+    :class:`StdoutWriteError` (a closed pipe still raises BrokenPipeError), so ``main`` tells
+    a full output device from the command's own I/O errors. Everything else is the stream's."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._guarded(self._stream.write, text)
+
+    def writelines(self, lines: Any) -> None:
+        self._guarded(self._stream.writelines, lines)
+
+    def flush(self) -> None:
+        self._guarded(self._stream.flush)
+
+    @staticmethod
+    def _guarded(call: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutWriteError(exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _flush_stdout() -> None:
@@ -242,17 +302,24 @@ def _flush_stdout() -> None:
         pass
 
 
-def _reader_went_away() -> int:
-    """``t2s leaderboard | head``: the reader closed the pipe. Stop quietly, like other
-    command-line tools, and point stdout at /dev/null so that the interpreter's final flush
-    of the unwritten output does not raise again at exit."""
+def _say(line: str) -> None:
+    """One line on stderr; a stderr that cannot take it either is left alone."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _discard_stdout(stream: Any) -> None:
+    """Point stdout at /dev/null once its reader is gone or its device is full, so that the
+    interpreter's final flush of the unwritten output does not fail again at exit (a
+    traceback-like "Exception ignored" and status 120)."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stream.fileno())
         os.close(devnull)
     except (OSError, ValueError, AttributeError):  # stdout replaced by an object without a descriptor
         pass
-    return 128 + 13  # the status of a process ended by SIGPIPE, as the shell reports it
 
 
 if __name__ == "__main__":

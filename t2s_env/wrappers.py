@@ -1,15 +1,21 @@
 """A numeric interface for classical RL: ``Box`` actions and array observations.
 
-- :class:`BoxAction`: the action is a normalised box ``(x1, y1, x2, y2)`` in [0, 1] of
-  the frame (plus, if chosen, ``n_points`` positive points ``(x, y)``, and a presence
-  score whose value below 0.5 answers "no target", ``[]``). It is turned into the
-  protocol's answer text, so the env's reward and info are unchanged.
+- :class:`BoxAction`: the action is a normalised box ``(x1, y1, x2, y2)`` of the frame
+  (plus, if chosen, ``n_points`` positive points ``(x, y)``, and a presence score whose
+  value below the middle of the range answers "no target", ``[]``), in [0, 1]
+  (``action_range="unit"``, the default) or in [-1, 1] (``"symmetric"``, what
+  Stable-Baselines3 recommends). It is turned into the protocol's answer text, so the
+  env's reward and info are unchanged.
 - :class:`NumericObservation`: the frame downsampled to ``size`` × ``size`` (64–128 px
   suit small CNNs) plus a hashed bag of words of the question (no hub model).
 
     env = NumericObservation(BoxAction(gym.make("Think2Seg-Synthetic-v0", segmenter="box")), size=64)
 
-The functions behind them (:func:`box_answer`, :func:`downsample`,
+Both record their constructor arguments (gymnasium's ``RecordConstructorArgs``), so
+``env.spec`` names the whole stack and ``gym.make(env.spec)`` rebuilds it, and both pass
+gymnasium's and Stable-Baselines3's ``check_env`` (docs/wrappers.md).
+
+The functions behind them (:func:`box_answer`, :func:`unit_action`, :func:`downsample`,
 :func:`encode_question`) are public so that an agent evaluated on the raw env (e.g. in
 ``t2s bench``) sees and answers exactly as in training.
 """
@@ -25,13 +31,16 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .errors import ConfigError
+from .coords import from_pixels
+from .errors import ConfigError, did_you_mean
 from .instructions import PromptVariant, format_completion, get_variant
 from .prompt import GeometricPrompt
 
 MIN_OBS_SIZE, MAX_OBS_SIZE = 16, 256
 DEFAULT_OBS_SIZE = 64
 DEFAULT_QUESTION_DIM = 256
+#: BoxAction's action ranges: name -> (low, high) of every action value
+ACTION_RANGES = {"unit": (0.0, 1.0), "symmetric": (-1.0, 1.0)}
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -66,13 +75,15 @@ def box_answer(
     n_points: int = 0,
     presence: bool = False,
     think: str = "box policy",
+    coord_frame: str = "abs",
 ) -> str:
     """The protocol answer for a normalised action (see :class:`BoxAction` for the layout).
 
     Coordinates are clipped to [0, 1] and sorted, then scaled to pixels of a ``frame_size``
     square frame; a box is at least one pixel wide and high. Points the action does not
     give are placed as the baselines do: on the box's diagonal (positive) and outside it
-    (negative), as many as ``variant`` asks.
+    (negative), as many as ``variant`` asks. The answer is written in ``coord_frame``
+    (:mod:`t2s_env.coords`: ``abs`` pixels, ``rel1000``, ``rel1``), the env's frame.
     """
     a = np.clip(np.nan_to_num(np.asarray(action, dtype=np.float64).ravel(), nan=0.5), 0.0, 1.0)
     want = 4 + 2 * n_points + int(presence)
@@ -93,28 +104,56 @@ def box_answer(
         positive_points=tuple(positive),
         negative_points=tuple(_outside_points(box, s, variant.n_negative)),
     )
-    return format_completion([prompt], think=think)
+    return format_completion(from_pixels([prompt], coord_frame, s, s), think=think)
 
 
-class BoxAction(gym.ActionWrapper):
-    """``Box(0, 1, (4 + 2·n_points + presence,), float32)`` actions → answer text.
+def unit_action(action: Sequence[float] | np.ndarray, action_range: str = "unit") -> np.ndarray:
+    """``action`` of :class:`BoxAction`'s ``action_range`` mapped onto [0, 1] (float64),
+    the layout :func:`box_answer` reads: ``"symmetric"`` maps [-1, 1] linearly."""
+    low, high = _action_bounds(action_range)
+    a = np.asarray(action, dtype=np.float64)
+    return a if (low, high) == (0.0, 1.0) else (a - low) / (high - low)
+
+
+def _action_bounds(action_range: str) -> tuple[float, float]:
+    if not isinstance(action_range, str) or action_range not in ACTION_RANGES:
+        raise ConfigError(f"action_range must be one of {', '.join(ACTION_RANGES)}, got {action_range!r}"
+                          + did_you_mean(str(action_range), ACTION_RANGES))
+    return ACTION_RANGES[action_range]
+
+
+class BoxAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
+    """``Box(low, high, (4 + 2·n_points + presence,), float32)`` actions → answer text.
 
     Layout: ``x1, y1, x2, y2`` (normalised box corners, in any order), then ``n_points``
-    positive points ``x, y``, then the presence score when ``presence=True`` (< 0.5
-    answers ``[]``). The env's reward and info pass through unchanged.
+    positive points ``x, y``, then the presence score when ``presence=True`` (below the
+    middle of the range answers ``[]``). The env's reward and info pass through unchanged.
+
+    ``action_range``: ``"unit"`` (default) is ``Box(0, 1)``, 0 and 1 the frame's edges:
+    what ``t2s train rl`` and its saved policies use. ``"symmetric"`` is ``Box(-1, 1)``,
+    -1 and 1 the edges (mapped by :func:`unit_action`): what Stable-Baselines3's
+    ``check_env`` asks for (its Gaussian policies start at mean 0, standard deviation 1,
+    and clip samples to the box: on [0, 1] about two thirds of the first samples fall
+    outside and land on an edge). Values outside the range are clipped to it.
+
+    The arguments are recorded, so ``gym.make(env.spec)`` rebuilds the wrapper.
     """
 
-    def __init__(self, env: gym.Env, n_points: int = 0, presence: bool = False) -> None:
-        super().__init__(env)
+    def __init__(self, env: gym.Env, n_points: int = 0, presence: bool = False, action_range: str = "unit") -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, n_points=n_points, presence=presence, action_range=action_range)
+        gym.ActionWrapper.__init__(self, env)
         if isinstance(n_points, bool) or not isinstance(n_points, int) or not 0 <= n_points <= 8:
             raise ConfigError(f"n_points must be an integer in [0, 8], got {n_points!r}")
+        low, high = _action_bounds(action_range)
         self.n_points = n_points
         self.presence = bool(presence)
-        self.action_space = spaces.Box(0.0, 1.0, (4 + 2 * n_points + int(presence),), np.float32)
+        self.action_range = action_range
+        self.action_space = spaces.Box(low, high, (4 + 2 * n_points + int(presence),), np.float32)
 
     def action(self, action: Any) -> str:
         base = self.env.unwrapped
-        return box_answer(action, base.image_size, base.variant, self.n_points, self.presence)
+        return box_answer(unit_action(action, self.action_range), base.image_size, base.variant, self.n_points,
+                          self.presence, coord_frame=base.coord_frame)
 
 
 # -- observations ---------------------------------------------------------------------------
@@ -142,11 +181,14 @@ def encode_question(question: str, dim: int = DEFAULT_QUESTION_DIM) -> np.ndarra
     return vec / norm if norm else vec
 
 
-class NumericObservation(gym.ObservationWrapper):
-    """``Dict(image=Box(0, 255, (size, size, 3), uint8), question=Box(0, 1, (question_dim,), float32))``."""
+class NumericObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """``Dict(image=Box(0, 255, (size, size, 3), uint8), question=Box(0, 1, (question_dim,), float32))``.
+
+    The arguments are recorded, so ``gym.make(env.spec)`` rebuilds the wrapper."""
 
     def __init__(self, env: gym.Env, size: int = DEFAULT_OBS_SIZE, question_dim: int = DEFAULT_QUESTION_DIM) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, size=size, question_dim=question_dim)
+        gym.ObservationWrapper.__init__(self, env)
         if isinstance(size, bool) or not isinstance(size, int) or not MIN_OBS_SIZE <= size <= MAX_OBS_SIZE:
             raise ConfigError(f"observation size must be an integer in [{MIN_OBS_SIZE}, {MAX_OBS_SIZE}], got {size!r}")
         if isinstance(question_dim, bool) or not isinstance(question_dim, int) or not 8 <= question_dim <= 65536:
@@ -168,6 +210,7 @@ class NumericObservation(gym.ObservationWrapper):
 
 
 __all__ = [
+    "ACTION_RANGES",
     "BoxAction",
     "DEFAULT_OBS_SIZE",
     "DEFAULT_QUESTION_DIM",
@@ -175,4 +218,5 @@ __all__ = [
     "box_answer",
     "downsample",
     "encode_question",
+    "unit_action",
 ]

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from think2seg.benchmarks.leaderboard import COLUMNS, collect, render_leaderboard
+from think2seg.benchmarks.leaderboard import COLUMNS, CSV_COLUMNS, collect, render_leaderboard
 from think2seg.benchmarks.results_store import ResultsStore, RunRow
 from t2s_env.cli import main as t2s_main
 
@@ -59,13 +59,33 @@ def test_markdown_format(store, capsys):
 def test_csv_format(store, capsys):
     assert leaderboard("--out", str(store.out), "--format", "csv", "--all-runs") == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert list(rows[0]) == [*COLUMNS, "run_id", "finished_at", "partial"]
+    assert list(rows[0]) == [*CSV_COLUMNS, "run_id", "finished_at", "partial"]
     assert len(rows) == 4  # every run, plus reported
     paper = next(r for r in rows if r["source"] == "reported")
     assert paper["gIoU"] == "73.36" and paper["cIoU"] == "75.60" and paper["Pr@0.5"] == "" and paper["N-Acc"] == ""
     assert paper["dataset/split"] == "earthreason:test" and paper["protocol"] == "t2s-compat"
     runs = [r for r in rows if r["source"] == "run"]
     assert {r["run_id"] for r in runs} == {"r1", "r2", "r3"}
+
+
+def test_csv_intervals_are_numeric_low_and_high_columns(tmp_path, capsys):
+    s = ResultsStore(tmp_path)
+    s.prepare()
+    intervals = {"gIoU": [0.743, 0.8171], "cIoU": [0.5, 0.6], "Pr@0.5": [0.0, 1.0]}
+    s.insert_run(RunRow(**{**vars(row("r1", "oracle-box", 0.78)), "extra": {"intervals": intervals}}))
+    assert leaderboard("--out", str(tmp_path), "--format", "csv") == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    run = next(r for r in rows if r["source"] == "run")
+    assert "gIoU-CI95" not in run  # no "74.3–81.7" text column
+    for key, (low, high) in intervals.items():  # numbers in percent, 2 decimals like the metrics
+        assert float(run[f"{key}_ci95_low"]) == pytest.approx(100 * low, abs=0.005)
+        assert float(run[f"{key}_ci95_high"]) == pytest.approx(100 * high, abs=0.005)
+    assert [run[f"gIoU_ci95_{side}"] for side in ("low", "high")] == ["74.30", "81.71"]
+    paper = next(r for r in rows if r["source"] == "reported")  # no interval recorded: empty cells
+    assert paper["gIoU_ci95_low"] == paper["gIoU_ci95_high"] == ""
+    # the table keeps the readable "lo–hi" column
+    assert leaderboard("--out", str(tmp_path)) == 0
+    assert "74.3–81.7" in capsys.readouterr().out
 
 
 def test_rows_sorted_by_giou_within_a_dataset(store):

@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -18,7 +20,8 @@ from PIL import Image
 from t2s_env.cli import main as t2s_main
 from t2s_env.datasets.synthetic import generate
 from think2seg.benchmarks import harness
-from think2seg.benchmarks.report import RunData, category_giou, load_runs, pr_curve, read_dataset, write_report
+from think2seg.benchmarks.report import (RunData, category_giou, load_runs, pr_curve, read_dataset, shown_folder,
+                                         write_report)
 from think2seg.benchmarks.results_store import ResultsStore
 
 AGENTS = "oracle-box,center-box:0.4,empty"
@@ -144,6 +147,29 @@ def test_unwritable_html_path_is_one_line(results, tmp_path, capsys, where, need
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("t2s: error: ") and needle in err and str(target) in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing half-written
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077], ids=["022", "027", "077"])
+def test_page_mode_follows_the_umask(results, tmp_path, umask):
+    """A page is a normal file: 0666 less the umask (0644 under 022), not mkstemp's 0600;
+    written atomically, so nothing but the page is left beside it."""
+    old = os.umask(umask)
+    try:
+        write_report(results, tmp_path / "r.html", gallery=0)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "r.html").stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+def test_header_names_the_results_folder_as_given_never_an_absolute_path(results, tmp_path, monkeypatch):
+    monkeypatch.chdir(results.parent)
+    write_report("results", tmp_path / "relative.html", gallery=0)
+    write_report(str(results), tmp_path / "absolute.html", gallery=0)
+    for name in ("relative.html", "absolute.html"):
+        meta = re.search(r"<div class=meta>(.*?)</div>", (tmp_path / name).read_text(encoding="utf-8")).group(1)
+        assert " run(s) from results · generated" in meta and str(results.parent) not in meta, meta
+    assert shown_folder("runs/../results") == "runs/../results" and shown_folder("/") == "/"
 
 
 def test_no_results_and_bad_gallery_are_one_line(tmp_path, results, capsys):

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from t2s_env import progress
 from t2s_env.errors import CheckpointError, ConfigError
 from tests.datagen import write_sample
 
@@ -182,6 +183,10 @@ def test_resume_continues_from_the_checkpoint_step(trained, capsys):
     summary = tr.train(tr.load_config(argv), argv)
     err = capsys.readouterr().err
     assert f"resuming from {out / 'checkpoints' / 'step_4096.pt'} (env step 4096, update 16)" in err
+    # progress in a log (captured stderr): one line per update with env steps, rate and reward
+    lines = [line for line in err.splitlines() if line.startswith("PPO: ")]
+    assert [line.split(",")[0] for line in lines] == ["PPO: 4352/4608 actions (94%)", "PPO: 4608/4608 actions (100%)"]
+    assert all(" actions/s" in line and "; reward " in line and ", iou " in line for line in lines), lines
     assert summary["env_steps"] == 4608 and summary["updates"] == 18  # two more updates, not 18
     assert (out / "checkpoints" / "step_4608.pt").is_file()
     with pytest.raises(ConfigError, match="no such checkpoint"):
@@ -458,10 +463,12 @@ def test_coord_mixture_trains_saves_and_resumes(squares, tmp_path):
 
 def test_synthetic_train_images_are_generated_once_into_the_cache(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("T2S_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)  # each image as if it took longer than the interval
     argv = ["--config", CONFIG, f"output_dir={tmp_path / 'run'}", "synthetic_train_images=3"]
     cfg = tr.load_config(argv)
     root = cfg.train_root()
-    assert "generating the synthetic dataset" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "generating the synthetic dataset" in err and "synthetic: 3/3 images (100%)" in err  # progress in a log
     from t2s_env import make_dataset
 
     assert len(make_dataset("synthetic:train", root=root)) == 3

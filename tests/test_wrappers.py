@@ -1,8 +1,11 @@
-"""t2s_env.wrappers: Box actions → the protocol's answer, numeric observations."""
+"""t2s_env.wrappers: Box actions → the protocol's answer, numeric observations; the stack
+built with ``gym.make`` as the README does passes gymnasium's and Stable-Baselines3's
+checkers and is rebuilt from ``env.spec``."""
 
 from __future__ import annotations
 
 import functools
+import warnings
 
 import cv2
 import gymnasium as gym
@@ -11,13 +14,15 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import t2s_env  # noqa: F401
-from t2s_env.env import Think2SegEnv
 from t2s_env.errors import ConfigError
 from t2s_env.parser import parse_completion
-from t2s_env.wrappers import BoxAction, NumericObservation, box_answer, downsample, encode_question
+from t2s_env.wrappers import (BoxAction, NumericObservation, box_answer, downsample, encode_question,
+                              unit_action)
 from tests.datagen import write_rectangle_dataset
 
 SIZE = 96
+#: gymnasium's check_env always says this of a wrapped env (it would rather see env.unwrapped)
+UNWRAPPED_NOTE = "ignore:.*different from the unwrapped"
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +34,89 @@ def rects(tmp_path_factory):
 
 def base_env(root, **kw):
     kw.setdefault("image_size", SIZE)
-    return Think2SegEnv(root=str(root), split="val", segmenter="box", **kw)
+    return gym.make("Think2Seg-EarthReason-v0", root=str(root), split="val", segmenter="box", **kw)
 
 
-@pytest.mark.filterwarnings("ignore:.*different from the unwrapped")
+def readme_stack(**box_kw):
+    """The README's stack: the embedded synthetic set, built with gym.make."""
+    return NumericObservation(BoxAction(gym.make("Think2Seg-Synthetic-v0", segmenter="box"), **box_kw))
+
+
+@pytest.mark.filterwarnings(UNWRAPPED_NOTE)
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("box_kw", [{}, {"action_range": "symmetric"}], ids=["unit", "symmetric"])
+def test_the_readme_stack_passes_gymnasiums_check_env(box_kw):
+    """Every check, the render modes and the rebuild from env.spec included; any other
+    warning fails."""
+    env = readme_stack(**box_kw)
+    check_env(env)
+    assert env.observation_space.contains(env.reset(seed=0)[0])
+
+
+@pytest.mark.filterwarnings(UNWRAPPED_NOTE)
 @pytest.mark.parametrize("wrap", [
     BoxAction,
     functools.partial(BoxAction, n_points=2, presence=True),
+    functools.partial(BoxAction, n_points=1, presence=True, action_range="symmetric"),
     NumericObservation,
     lambda e: NumericObservation(BoxAction(e), size=32, question_dim=64),
-], ids=["box", "box+points+presence", "numeric-obs", "both"])
+], ids=["box", "box+points+presence", "symmetric+points+presence", "numeric-obs", "both"])
 def test_check_env(rects, wrap):
     env = wrap(base_env(rects[0]))
     check_env(env, skip_render_check=True)
     assert env.observation_space.contains(env.reset(seed=0)[0])
+
+
+def test_gym_make_rebuilds_the_stack_from_its_spec(rects):
+    env = NumericObservation(BoxAction(base_env(rects[0]), n_points=2, presence=True, action_range="symmetric"),
+                             size=32, question_dim=64)
+    wrappers = [(w.name, w.entry_point, w.kwargs) for w in env.spec.additional_wrappers]
+    assert wrappers == [
+        ("BoxAction", "t2s_env.wrappers:BoxAction", {"n_points": 2, "presence": True, "action_range": "symmetric"}),
+        ("NumericObservation", "t2s_env.wrappers:NumericObservation", {"size": 32, "question_dim": 64}),
+    ]
+    rebuilt = gym.make(env.spec)
+    assert rebuilt.spec == env.spec
+    assert rebuilt.action_space == env.action_space and rebuilt.observation_space == env.observation_space
+    assert isinstance(rebuilt, NumericObservation) and isinstance(rebuilt.env, BoxAction)
+    assert (rebuilt.size, rebuilt.question_dim) == (32, 64)
+    assert (rebuilt.env.n_points, rebuilt.env.presence, rebuilt.env.action_range) == (2, True, "symmetric")
+    # the same episode: the same observation and reward
+    action = np.array([-0.5, -0.5, 0.5, 0.5, -0.2, -0.2, 0.2, 0.2, 1.0], np.float32)
+    (a_obs, _), (b_obs, _) = env.reset(seed=2), rebuilt.reset(seed=2)
+    np.testing.assert_array_equal(a_obs["image"], b_obs["image"])
+    assert env.step(action)[1] == rebuilt.step(action)[1]
+
+
+def test_stable_baselines3_check_env():
+    """SB3's own checker: the default [0, 1] box draws exactly its symmetric-range advice
+    (the documented choice); ``action_range="symmetric"`` draws no warning at all."""
+    sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker")
+    for box_kw, expected in (({}, ["symmetric and normalized Box action space"]), ({"action_range": "symmetric"}, [])):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sb3_checker.check_env(readme_stack(**box_kw), warn=True)
+        messages = [str(w.message) for w in caught]
+        assert len(messages) == len(expected) and all(e in m for e, m in zip(expected, messages)), messages
+
+
+def test_symmetric_actions_answer_like_unit_ones(rects):
+    root, boxes = rects
+    sid = next(k for k, v in boxes.items() if len(v) == 1)
+    (x1, y1, x2, y2), = boxes[sid]
+    unit = np.array([x1, y1, x2, y2, 0.9], np.float32) / np.array([SIZE] * 4 + [1], np.float32)
+    results = []
+    for action_range, action in (("unit", unit), ("symmetric", unit * 2 - 1)):
+        env = BoxAction(base_env(root), presence=True, action_range=action_range)
+        env.reset(options={"sample_id": sid})
+        _, reward, _, _, info = env.step(action)
+        results.append((reward, info["prompts"]))
+    assert results[0] == results[1] and results[0][0] == pytest.approx(4.0)
+    # symmetric presence below 0 (the middle of [-1, 1]) answers "no target"
+    assert "```json[]```" in box_answer(unit_action([-1, -1, 1, 1, -0.1], "symmetric"), SIZE, presence=True)
+    np.testing.assert_allclose(unit_action([-1, 0, 1], "symmetric"), [0, 0.5, 1])
+    with pytest.raises(ConfigError, match="action_range must be one of unit, symmetric.*did you mean symmetric"):
+        BoxAction(base_env(root), action_range="symmetrc")
 
 
 def test_box_action_scores_like_the_text_answer(rects):
@@ -63,6 +137,20 @@ def test_box_action_scores_like_the_text_answer(rects):
     env.reset(options={"sample_id": sid})
     _, swapped, _, _, _ = env.step(action[[2, 3, 0, 1]])
     assert swapped == reward
+
+
+@pytest.mark.parametrize("coord_frame", ["abs", "rel1000", "rel1"])
+def test_box_action_answers_in_the_envs_coordinate_frame(rects, coord_frame):
+    """The tight box of the target scores IoU 1 whatever units the env reads answers in
+    (rel1 keeps two decimals in the answer text: 1/96 px short at worst)."""
+    root, boxes = rects
+    sid = next(k for k, v in boxes.items() if len(v) == 1)
+    (x1, y1, x2, y2), = boxes[sid]
+    env = BoxAction(base_env(root, coord_frame=coord_frame))
+    env.reset(options={"sample_id": sid})
+    _, reward, _, _, info = env.step(np.array([x1, y1, x2, y2], np.float32) / SIZE)
+    assert info["coord_frame"] == coord_frame
+    assert info["iou"] == pytest.approx(1.0, abs=0.0 if coord_frame != "rel1" else 0.1), info["prompts"]
 
 
 def test_box_answer_follows_the_variant_and_the_points():
@@ -129,8 +217,7 @@ def test_downsample_returns_new_memory():
 
 
 def test_gym_make_with_wrappers(rects):
-    env = NumericObservation(BoxAction(gym.make("Think2Seg-EarthReason-v0", root=str(rects[0]), split="val",
-                                                segmenter="box", image_size=SIZE)), size=16)
+    env = NumericObservation(BoxAction(base_env(rects[0])), size=16)
     obs, _ = env.reset(seed=0)
     _, reward, terminated, _, _ = env.step(env.action_space.sample())
     assert terminated and 2.0 <= reward <= 4.0 and obs["image"].shape == (16, 16, 3)
