@@ -14,9 +14,11 @@ import yaml
 
 from think2seg import agents
 from think2seg.agents.oracles import OracleBoxAgent
-from think2seg.benchmarks import harness
+from think2seg.benchmarks import cli as bench_cli
+from think2seg.benchmarks import runner
 from think2seg.benchmarks.results_store import ResultsStore
 from t2s_env import summarize_records
+from t2s_env.metrics import protocol_with_options
 from t2s_env.cli import main as t2s_main
 from tests.datagen import rectangle_mask, write_sample
 
@@ -56,7 +58,7 @@ def disjoint_root(tmp_path_factory) -> Path:
 
 
 def bench(root, out, *extra, dataset="earthreason:val") -> int:
-    return harness.main(["--dataset", dataset, "--root", str(root), "--segmenter", "box", "--out", str(out), *QUIET, *extra])
+    return bench_cli.main(["--dataset", dataset, "--root", str(root), "--segmenter", "box", "--out", str(out), *QUIET, *extra])
 
 
 def run_dirs(out: Path) -> dict[str, Path]:
@@ -171,7 +173,7 @@ def test_resume_after_kill_redoes_only_missing_samples(scripted, disjoint_root, 
 
     scripted.kill_after_batches = None
     scripted.calls.clear()
-    assert harness.main(["--out", str(killed), "--resume", run_id, *QUIET]) == 0
+    assert bench_cli.main(["--out", str(killed), "--resume", run_id, *QUIET]) == 0
     assert scripted.calls == ["r04", "r05"]
     assert ResultsStore(killed).has_run(run_id)
     assert [s["sample_id"] for s in read_samples(run_dir)] == ["r00", "r01", "r02", "r03", "r04", "r05"]
@@ -218,7 +220,7 @@ def test_act_batch_gets_whole_batches_and_limit_takes_the_first_samples(scripted
 
 
 def test_one_run_per_agent_and_dataset(disjoint_root, tmp_path, capsys):
-    assert harness.main(["--dataset", "earthreason:val,earthreason:test", "--root", str(disjoint_root),
+    assert bench_cli.main(["--dataset", "earthreason:val,earthreason:test", "--root", str(disjoint_root),
                          "--agents", "oracle-box", "--agents", "empty", "--segmenter", "box", "--out", str(tmp_path),
                          "--no-progress", "--no-tensorboard"]) == 0
     rows = ResultsStore(tmp_path).runs()
@@ -322,7 +324,7 @@ def test_main_job_defaults_on_a_few_synthetic_samples(tmp_path, capsys):
     oracle, grabcut, strict, and the leaderboard printed."""
     pytest.importorskip("t2s_env.datasets.synthetic")
     pytest.importorskip("t2s_env.segmenters.grabcut")
-    assert harness.main(["--out", str(tmp_path), "--limit", "2", "--no-progress", "--no-tensorboard"]) == 0
+    assert bench_cli.main(["--out", str(tmp_path), "--limit", "2", "--no-progress", "--no-tensorboard"]) == 0
     rows = ResultsStore(tmp_path).runs()
     assert {r.agent for r in rows} == {"full-image", "center-box:0.5", "random-box:0", "empty",
                                        "oracle-box", "oracle-points", "oracle-box+points"}
@@ -425,7 +427,7 @@ def test_resume_after_sigkill_of_a_real_process(disjoint_root, tmp_path, monkeyp
     monkeypatch.setenv("SLOW_AGENT_LOG", str(log))
     monkeypatch.setenv("SLOW_AGENT_SLEEP", "0")
     log.write_text("")
-    assert harness.main(["--out", str(out), "--resume", run_dir.name, "--tb-samples", "3", *QUIET]) == 0
+    assert bench_cli.main(["--out", str(out), "--resume", run_dir.name, "--tb-samples", "3", *QUIET]) == 0
     answered = log.read_text().split()
     assert answered and set(answered).isdisjoint(done)  # nothing recorded is asked again
     assert set(answered) | set(done) == {f"r0{k}" for k in range(6)}
@@ -583,7 +585,7 @@ def test_every_protocol_field_from_the_cli_is_recorded_in_full(rect_root, tmp_pa
         assert read_metrics(d)["protocol"] == p
         samples = read_samples(d)
         assert read_metrics(d)["n"] == 6 and read_metrics(d)["gIoU"] == pytest.approx(
-            summarize_records(samples, harness.protocol_with_options(
+            summarize_records(samples, protocol_with_options(
                 "t2s-compat", {"empty_rule": "skip", "comparator": ">"}))["gIoU"])
     assert {r.protocol for r in ResultsStore(tmp_path).runs()} == {"t2s-compat+comparator=>+empty_rule=skip"}
 
@@ -802,14 +804,14 @@ def test_a_bench_stopped_by_bad_data_marks_its_run_failed(disjoint_root, tmp_pat
     """An image that turns out unreadable mid-run (e.g. truncated after `data check`)."""
     from t2s_env.errors import DatasetError
 
-    real = harness.load_frames
+    real = runner.load_frames
 
     def load_frames(sample, *args):
         if sample.sample_id == "r03":
             raise DatasetError(f"cannot read image {sample.image_path}: truncated; replace or remove the file")
         return real(sample, *args)
 
-    monkeypatch.setattr(harness, "load_frames", load_frames)
+    monkeypatch.setattr(runner, "load_frames", load_frames)
     assert cli("--dataset", "earthreason:val", "--root", str(disjoint_root), "--segmenter", "box",
                "--out", str(tmp_path / "out"), "--agents", "oracle-box", "--batch-size", "2", *QUIET) == 2
     err = capsys.readouterr().err
@@ -1046,3 +1048,4 @@ def test_frames_pad_and_map_back():
     f = load_frames(sample, 600, "pad", "original")
     assert f.framed.image.shape == (600, 600, 3) and f.image.shape == (100, 300, 3) and f.scale == (0.5, 0.5)
     assert load_frames(sample, 840, "square", "agent").scale is None
+
