@@ -9,7 +9,8 @@
 The command reads top-down: the options are parsed here, :mod:`.plan` checks them and
 builds the jobs (one per dataset, a run per agent), :mod:`.runner` executes each job batch
 by batch (act, score, record) and finalises its runs into the results store, and
-:mod:`.sharding` does the same across the processes of a distributed launch.
+:mod:`.sharding` does the same across the processes of a distributed launch. Nothing is
+written before the plan stands: a refused command leaves no results folder behind.
 
 One run per (agent, dataset). The agents of one dataset advance together, batch by batch:
 each image is loaded once, every agent answers it (``act_batch``), and all their answers
@@ -142,7 +143,6 @@ def bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     store = ResultsStore(args.out)
     if sharding.wanted(args, store):  # accelerate launch / torchrun, or resuming a sharded run
         return sharding.run(args, store, argv)
-    store.prepare()  # an unwritable --out fails here, before any work
     if args.resume:
         ignored = [f"--{k.replace('_', '-')}" for k in ("dataset", "root", "agents", "agent_config", "segmenter",
                                                           "segmenter_option", "limit")
@@ -154,6 +154,7 @@ def bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
         jobs = plan.plan_new(args, store, argv)
     started = time.perf_counter()
     try:
+        store.prepare()  # the plan stands: the results folder and its database are made now
         for job in jobs:
             runner.execute(job, store, show_progress=not args.no_progress)
     finally:

@@ -1,17 +1,19 @@
 """Planning ``t2s bench``: the jobs a command asks for, every name and option checked.
 
-:func:`plan_new` validates every name and option first (cheap), then loads the data, the
-segmenters and the agents, and returns one
+:func:`plan_new` validates every name and option first (cheap), then checks that ``--out``
+can be written, then loads the data, the segmenters and the agents, and returns one
 :class:`~think2seg.benchmarks.runner.Job` per dataset holding a run per agent, each with
 the configuration its run.yaml will record (:func:`run_config`). :func:`plan_resume`
-rebuilds the jobs of earlier runs from their run.yaml. The run folders are created when the
-runner starts a job.
+rebuilds the jobs of earlier runs from their run.yaml. Planning writes nothing (only a
+resumed run's lock): a refused command leaves no trace, and the run folders are created
+when the runner starts a job.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import errno
 import hashlib
 import importlib.metadata
 import inspect
@@ -37,7 +39,7 @@ import think2seg.agents as agent_registry
 from think2seg.agents import Agent
 
 from .provenance import dataset_fingerprint, model_fingerprint, run_identity, segmenter_fingerprint
-from .results_store import ResultsStore
+from .results_store import ResultsError, ResultsStore
 from .rundir import RunDir, RunLock, utc_now
 from .runner import PARSER_MODE, Job, Run
 
@@ -205,6 +207,22 @@ def run_config(
 
 # -- planning -----------------------------------------------------------------------------
 
+def check_out_writable(store: ResultsStore) -> None:
+    """``--out`` is, or can be made in, a folder this process may write, checked without
+    writing anything (:meth:`ResultsStore.prepare` creates it once the plan stands)."""
+    existing = store.out.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        why = os.strerror(errno.ENOTDIR)
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        why = os.strerror(errno.EACCES)
+    else:
+        return
+    raise ResultsError(f"cannot write to the output directory {store.out}: {why}; "
+                       "pass --out DIR with a writable folder")
+
+
 def load_samples(dataset: str, root: str | None, protocol: MetricProtocol, seed: int, limit: int | None,
                  with_total: bool = False) -> Any:
     """The samples of a split (the first ``limit``); with ``with_total``, also how many the
@@ -222,8 +240,8 @@ def load_samples(dataset: str, root: str | None, protocol: MetricProtocol, seed:
 
 
 def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str]) -> list[Job]:
-    """Validate every name first (cheap), then load data, segmenters and agents, then
-    create the run folders: a bad option costs no work."""
+    """Validate every name and option first (cheap), then ``--out``, then load data,
+    segmenters and agents: a bad option costs no work and writes nothing."""
     datasets = split_list(args.dataset) or [DEFAULT_DATASET]
     for d in datasets:
         parse_dataset_spec(d)
@@ -242,6 +260,7 @@ def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str])
     seg_specs = {d: args.segmenter or default_segmenter(d) for d in datasets}
     for s in set(seg_specs.values()):
         check_segmenter_name(s)
+    seg_options = parse_options(args.segmenter_option, "--segmenter-option")
     protocol = resolve_protocol(args)
     # a relative coord_frame asks in its own wording (NAME@FRAME, t2s_env.instructions)
     variant = frame_variant(get_variant(args.prompt_variant or DEFAULT_VARIANT), protocol.coord_frame).name
@@ -249,11 +268,11 @@ def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str])
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
     seed = 0 if args.seed is None else args.seed
     root = str(Path(args.root).resolve()) if args.root else None
+    check_out_writable(store)
 
     loaded = {d: load_samples(d, root, protocol, seed, args.limit, with_total=True) for d in datasets}
     samples = {d: loaded[d][0] for d in datasets}
     fingerprints = {d: dataset_fingerprint(samples[d]) for d in datasets}
-    seg_options = parse_options(args.segmenter_option, "--segmenter-option")
     segmenters = {s: build_segmenter(s, seg_options) for s in set(seg_specs.values())}
     built = [build_agent(spec, variant) for spec in specs]
     for agent, _ in built:  # e.g. a Qwen3-VL (rel1000) scored as pixels would silently score 0

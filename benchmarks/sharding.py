@@ -121,8 +121,8 @@ def _plan(args: argparse.Namespace, store: Any, argv: Sequence[str], rank: int, 
     jobs: list[Any] = []
     if rank == 0:
         try:
-            store.prepare()
             jobs = plan.plan_resume(args, store) if args.resume else plan.plan_new(args, store, argv)
+            store.prepare()  # the plan stands: the results folder and its database are made now
             for job in jobs:
                 for run in job.runs:
                     if not run.rundir.path.exists():

@@ -183,6 +183,7 @@ class CentreRel1000(Agent):
 
 def test_bench_records_the_frame_in_run_yaml(rects, tmp_path):
     from think2seg.benchmarks import cli, plan
+    from think2seg.benchmarks.results_store import ResultsStore
 
     root, _ = rects
     out = tmp_path / "out"
@@ -201,12 +202,11 @@ def test_bench_records_the_frame_in_run_yaml(rects, tmp_path):
     with pytest.raises(ConfigError, match="center-box.*declares no coord_frame.*coord_frame=abs"):
         plan.plan_new(cli.build_parser().parse_args(
             [*common, "--out", str(tmp_path / "x"), "--agents", "center-box", "--protocol-option", "coord_frame=rel1000"]),
-            None, [])
+            ResultsStore(tmp_path / "x"), [])
     # and the frame-declaring agent is refused under abs
     with pytest.raises(ConfigError, match="centre-rel1000 answers in the rel1000"):
         plan.plan_new(cli.build_parser().parse_args(
             [*common, "--out", str(tmp_path / "y"), "--agents", "tests.test_coords:CentreRel1000"]),
-            None, [])
-    from think2seg.benchmarks.results_store import ResultsStore
+            ResultsStore(tmp_path / "y"), [])
 
     assert {r.protocol for r in ResultsStore(out).runs()} == {f"strict+coord_frame=rel1000+image_size={SIZE}"}
