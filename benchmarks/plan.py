@@ -33,6 +33,7 @@ from t2s_env.coords import check_frame_match
 from t2s_env.datasets import parse_dataset_spec
 from t2s_env.instructions import DEFAULT_VARIANT, frame_variant
 from t2s_env.metrics import protocol_fields, protocol_with_options
+from t2s_env.options import parse_key_values
 from t2s_env.segmenters import SEGMENTERS, Segmenter
 
 import think2seg.agents as agent_registry
@@ -260,7 +261,7 @@ def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str])
     seg_specs = {d: args.segmenter or default_segmenter(d) for d in datasets}
     for s in set(seg_specs.values()):
         check_segmenter_name(s)
-    seg_options = parse_options(args.segmenter_option, "--segmenter-option")
+    seg_options = parse_key_values(args.segmenter_option, "--segmenter-option")
     protocol = resolve_protocol(args)
     # a relative coord_frame asks in its own wording (NAME@FRAME, t2s_env.instructions)
     variant = frame_variant(get_variant(args.prompt_variant or DEFAULT_VARIANT), protocol.coord_frame).name
@@ -370,12 +371,7 @@ def release_locks(jobs: Sequence[Job]) -> None:
 
 def resolve_protocol(args: argparse.Namespace) -> MetricProtocol:
     """``--protocol`` (default strict) with its ``--protocol-option KEY=VALUE`` overrides."""
-    options: dict[str, str] = {}
-    for item in args.protocol_option or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--protocol-option takes KEY=VALUE, got {item!r}; keys: {', '.join(protocol_fields())}")
-        options[key.strip()] = value.strip()
+    options = parse_key_values(args.protocol_option, "--protocol-option", f"keys: {', '.join(protocol_fields())}")
     return protocol_with_options(args.protocol or "strict", options)
 
 
@@ -394,20 +390,6 @@ def check_resume_options(args: argparse.Namespace, config: Mapping[str, Any], pr
     if given:
         raise ConfigError(f"--resume {run_id} finishes the run as it started; drop {'; '.join(given)}, "
                           "or start a new run")
-
-
-def parse_options(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
-    """``KEY=VALUE`` strings -> dict; values are read as YAML scalars (3, 0.5, true, text)."""
-    out: dict[str, Any] = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{flag} takes KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            out[key.strip()] = value
-    return out
 
 
 def build_segmenter(spec: str, options: Mapping[str, Any] | None = None) -> Segmenter:
