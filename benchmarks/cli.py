@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segmenter", metavar="NAME",
                    help="box, grabcut or sam2:<size> (default: grabcut on synthetic, sam2:small otherwise)")
     p.add_argument("--segmenter-option", action="append", metavar="KEY=VALUE",
-                   help="segmenter option, repeatable (e.g. checkpoint=/path/sam2.1_hiera_small.pt, device=cuda)")
+                   help="segmenter option, repeatable (e.g. checkpoint=/path/sam2.1_hiera_small.pt, device=cuda); "
+                   "VALUE as in docs/benchmark.md, Option values")
     p.add_argument("--protocol", metavar="NAME",
                    help=f"metric protocol: {', '.join(PROTOCOLS)} (default strict); fixes resolution and question choice")
     p.add_argument("--protocol-option", action="append", metavar="KEY=VALUE",

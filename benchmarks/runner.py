@@ -9,6 +9,9 @@ each batch goes through three stages, one function each:
    call, one group per image, so the segmenter encodes each image once for every agent;
 3. :func:`record_stage`: each run appends its records to ``samples.jsonl`` (fsynced).
 
+:func:`process_batch` chains them once; an episode of several turns repeats the chain per
+turn on the same :class:`Batch` (the next observations from the last results).
+
 After its last sample a run is finalised (:func:`finalize`: metrics.json, TensorBoard,
 one database transaction). A job that cannot go on (Ctrl-C, SIGTERM, bad data, a full
 disk) stops its runs with the command that finishes them (:func:`stop_runs`).
