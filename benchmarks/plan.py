@@ -372,7 +372,9 @@ def release_locks(jobs: Sequence[Job]) -> None:
 def resolve_protocol(args: argparse.Namespace) -> MetricProtocol:
     """``--protocol`` (default strict) with its ``--protocol-option KEY=VALUE`` overrides."""
     options = parse_key_values(args.protocol_option, "--protocol-option", f"keys: {', '.join(protocol_fields())}")
-    return protocol_with_options(args.protocol or "strict", options)
+    # protocol fields are names, bools and one integer: a number goes as its text, so 1 never matches true
+    texts = {k: v if isinstance(v, (bool, str)) else str(v) for k, v in options.items()}
+    return protocol_with_options(args.protocol or "strict", texts)
 
 
 def check_resume_options(args: argparse.Namespace, config: Mapping[str, Any], protocol: MetricProtocol,

@@ -94,6 +94,9 @@ def test_bench_segmenter_options_read_1e1_as_a_number(tmp_path):
     assert job.runs[0].config["segmenter"]["options"] == {"point_radius": 10.0}
     assert job.segmenter.point_radius == 10.0
     assert (job.protocol.comparator, job.protocol.ciou_includes_empty_gt, job.protocol.image_size) == (">", False, 64)
+    for bad in ("ciou_includes_empty_gt=1", "image_size=1e3", "image_size="):  # 1 is no bool, 1000.0 no int
+        with pytest.raises(ConfigError, match="--protocol-option"):
+            plan.resolve_protocol(cli.build_parser().parse_args(["--protocol-option", bad]))
 
 
 def test_serve_segmenter_options(monkeypatch):
