@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 from t2s_env import ConfigError
 from t2s_env.errors import did_you_mean
+from t2s_env.options import parse_value
 
 from .base import Agent
 
@@ -187,7 +188,7 @@ def make_agent(spec: "str | Mapping[str, Any]", **options: Any) -> Agent:
     if arg is not None:
         if not cls.arg_name:
             raise ConfigError(f"agent {name!r} takes no ':' argument (got {spec!r})")
-        options.setdefault(cls.arg_name, _coerce(arg))
+        options.setdefault(cls.arg_name, parse_value(arg))  # the KEY=VALUE value grammar
     params = inspect.signature(cls.__init__).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = [k for k in options if k not in params and not accepts_any]
@@ -199,19 +200,6 @@ def make_agent(spec: "str | Mapping[str, Any]", **options: Any) -> Agent:
     if cls.name == Agent.name:  # a plug-in that names itself nothing goes by its class
         agent.name = cls.__name__
     return agent
-
-
-def _coerce(text: str) -> Any:
-    """'0.5' -> 0.5, '3' -> 3, 'true' -> True; anything else stays a string (a path)."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 __all__ = ["Agent", "AgentSource", "BASELINES", "ENTRY_POINT_GROUP", "ORACLES", "REGISTRY", "agent_class",

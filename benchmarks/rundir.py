@@ -29,6 +29,11 @@ METRICS = "metrics.json"
 LOCK = ".lock"
 
 
+def utc_now() -> str:
+    """The time stamps of run.yaml (``created_at``, ``finished_at``) and of a lock's holder."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
 def _write_all(fd: int, data: bytes) -> None:
     """``os.write`` until every byte is written (a write may take only part)."""
     view = memoryview(data)
@@ -85,8 +90,7 @@ class RunLock:
             os.close(fd)
             raise T2SError(f"run {run_id} is in use by {holder}; wait until it ends (or stop it), then retry") from None
         self._fd = fd
-        stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        holder = f"pid {os.getpid()} on {socket.gethostname()} since {stamp} ({' '.join(sys.argv)[:300]})"
+        holder = f"pid {os.getpid()} on {socket.gethostname()} since {utc_now()} ({' '.join(sys.argv)[:300]})"
         try:
             os.ftruncate(fd, 0)
             _write_all(fd, holder.encode("utf-8"))
@@ -232,4 +236,4 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
-__all__ = ["LOCK", "METRICS", "RUN_YAML", "RunDir", "RunLock", "SAMPLES", "write_atomic"]
+__all__ = ["LOCK", "METRICS", "RUN_YAML", "RunDir", "RunLock", "SAMPLES", "utc_now", "write_atomic"]

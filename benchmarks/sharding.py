@@ -4,8 +4,8 @@
     python -m torch.distributed.run --standalone --nproc_per_node 2 $(which t2s) bench ...   # the same, CPU
 
 (``--multi_gpu`` is accelerate's name for its torchrun-based launcher; on a CPU-only host it
-starts CPU processes all the same.) When ``WORLD_SIZE`` > 1, :func:`run` replaces the
-harness's loop:
+starts CPU processes all the same.) When ``WORLD_SIZE`` > 1, the CLI hands the command to
+:func:`run`, which plans with :mod:`.plan` and executes with :mod:`.runner`'s stages:
 
 1. Rank 0 plans the runs (new runs, or ``--resume RUN_ID...``), creates their folders and
    holds their locks for the whole run; the run ids reach the other ranks through a gloo
@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 from t2s_env.errors import T2SError
 
-from . import harness
+from . import plan, runner
 from .rundir import RunDir, write_atomic
 
 SHARD_GLOB = "samples.shard-*.jsonl"
@@ -117,27 +117,27 @@ class _Group:
 
 def _plan(args: argparse.Namespace, store: Any, argv: Sequence[str], rank: int, group: _Group) -> list[Any]:
     """Rank 0 plans and creates the run folders; the others rebuild the jobs from them."""
-    plan: Any = None
+    decided: Any = None
     jobs: list[Any] = []
     if rank == 0:
         try:
-            store.prepare()
-            jobs = harness.plan_resume(args, store) if args.resume else harness.plan_new(args, store, argv)
+            jobs = plan.plan_resume(args, store) if args.resume else plan.plan_new(args, store, argv)
+            store.prepare()  # the plan stands: the results folder and its database are made now
             for job in jobs:
                 for run in job.runs:
                     if not run.rundir.path.exists():
                         run.lock = run.rundir.create(run.config)  # rank 0 holds every run's lock
-            plan = {"runs": [[run.run_id for run in job.runs] for job in jobs]}
+            decided = {"runs": [[run.run_id for run in job.runs] for job in jobs]}
         except T2SError as exc:
-            harness.release_locks(jobs)
-            plan = {"error": str(exc)}
-            group.broadcast(plan)
+            plan.release_locks(jobs)
+            decided = {"error": str(exc)}
+            group.broadcast(decided)
             raise
-    plan = group.broadcast(plan)
-    if "error" in plan:
+    decided = group.broadcast(decided)
+    if "error" in decided:
         raise SystemExit(2)  # rank 0 prints the one-line error
     if rank != 0:
-        for run_ids in plan["runs"]:
+        for run_ids in decided["runs"]:
             runs = []
             job = None
             for run_id in run_ids:
@@ -145,7 +145,7 @@ def _plan(args: argparse.Namespace, store: Any, argv: Sequence[str], rank: int, 
                 # already checked by rank 0.
                 again = argparse.Namespace(**{**vars(args), "resume": [run_id], "protocol": None,
                                               "protocol_option": None, "prompt_variant": None, "seed": None})
-                rebuilt = harness.plan_resume(again, store, lock=False)
+                rebuilt = plan.plan_resume(again, store, lock=False)
                 if not rebuilt:
                     continue
                 job = job or rebuilt[0]
@@ -159,7 +159,7 @@ def _plan(args: argparse.Namespace, store: Any, argv: Sequence[str], rank: int, 
 def _run_job(job: Any, store: Any, rank: int, size: int, group: _Group, show_progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    scorers = harness.make_scorers(job)
+    scorers = runner.make_scorers(job)
     for run in job.runs:
         run.rundir = ShardDir(run.rundir.path, rank)
         run.rundir.open_for_append()
@@ -171,7 +171,7 @@ def _run_job(job: Any, store: Any, rank: int, size: int, group: _Group, show_pro
     try:
         try:
             for start in range(0, len(mine), job.batch_size):
-                harness.process_batch(job, mine[start : start + job.batch_size], scorers, progress)
+                runner.process_batch(job, mine[start : start + job.batch_size], scorers, progress)
         except (T2SError, OSError) as exc:
             error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         finally:
@@ -181,7 +181,7 @@ def _run_job(job: Any, store: Any, rank: int, size: int, group: _Group, show_pro
         results = group.gather_ok(not error, error)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM reaches every rank; rank 0 marks the runs
         if rank == 0:
-            harness.stop_runs(job, job.runs, store, exc)
+            runner.stop_runs(job, job.runs, store, exc)
         raise
     failed = [(r, msg) for r, (ok, msg) in enumerate(results) if not ok]
     if failed:
@@ -191,7 +191,7 @@ def _run_job(job: Any, store: Any, rank: int, size: int, group: _Group, show_pro
     if rank == 0:
         for run in job.runs:
             _merge(job, run)
-            harness.finalize(job, run, store, scorers[1])
+            runner.finalize(job, run, store, scorers[1])
 
 
 def _merge(job: Any, run: Any) -> None:
@@ -225,7 +225,7 @@ def run(args: argparse.Namespace, store: Any, argv: Sequence[str]) -> int:
         for job in jobs:
             _run_job(job, store, rank, size, group, show_progress=not args.no_progress)
     finally:
-        harness.release_locks(jobs)
+        plan.release_locks(jobs)
         group.close()
     if rank != 0:
         return 0

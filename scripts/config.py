@@ -13,8 +13,8 @@ Where a value comes from, the later winning:
 2. ``--config FILE``: a YAML mapping of field names (trl's recipe format; an ``env:``
    mapping sets environment variables, a ``provenance:`` mapping is ignored so that a
    saved resolved config is itself a recipe);
-3. ``key=value`` overrides, the value read as YAML (``use_peft=true``,
-   ``lora_target_modules=[q_proj,v_proj]``, ``root=null``); ``key.sub=value`` sets one
+3. ``key=value`` overrides, the value read as one YAML 1.2 value (:mod:`t2s_env.options`:
+   ``use_peft=true``, ``lora_target_modules=[q_proj,v_proj]``, ``root=null``); ``key.sub=value`` sets one
    entry of a mapping field (``segmenter_options.image_size=256``);
 4. ``--key value`` options, parsed by argparse as in trl's scripts (``--max_steps 3``,
    ``--use_peft``, ``--lora_target_modules q_proj v_proj``; a mapping field takes YAML:
@@ -55,6 +55,7 @@ from typing import Any, Iterable, Literal, Sequence
 import yaml
 
 from t2s_env.errors import ConfigError, did_you_mean
+from t2s_env.options import parse_value
 
 #: Keys of a recipe file that are no dataclass field: trl's ``env`` and our ``provenance``.
 RESERVED_KEYS = ("env", "provenance")
@@ -290,10 +291,7 @@ def _apply_override(values: dict[str, Any], text: str, types_by_key: dict[str, A
     key, sub, raw = m.group(1), m.group(2).lstrip("."), m.group(3)
     if key not in types_by_key:
         raise _unknown(key, f"override {text!r}", types_by_key, prog)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
+    value = parse_value(raw)
     tp = types_by_key[key]
     if isinstance(value, (int, float, bool)) and str in _arms(tp):
         value = raw.strip()  # keep `output_dir=007` and `root=1e3` as written

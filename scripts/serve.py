@@ -51,6 +51,7 @@ from t2s_env.errors import ConfigError, DatasetError, T2SError, did_you_mean
 from t2s_env.instructions import frame_variant
 from t2s_env.integrations.cache import EncodeCache, image_digest
 from t2s_env.integrations.refs import GroundTruthRef, RefResolver, ResolvedRef
+from t2s_env.options import parse_key_values
 from t2s_env.remote import TOKEN_ENV, TooLarge, WireArray, WireError, read_image, read_mask, result_to_wire, scorer_config
 from t2s_env.scoring import Scorer
 
@@ -565,18 +566,6 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _options(pairs: Sequence[str]) -> dict[str, Any]:
-    import yaml
-
-    out = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not key:
-            raise ConfigError(f"--segmenter-option {pair!r} must look like KEY=VALUE (e.g. checkpoint=/ckpt/sam2.pt)")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="t2s serve", description=__doc__.split("\n\n")[0])
     p.add_argument("--segmenter", default="box", help="box, grabcut or sam2:<size> (default box)")
@@ -630,7 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from t2s_env.segmenters import make_segmenter
 
     limits = limits_from_args(args)
-    options = _options(args.segmenter_option)
+    options = parse_key_values(args.segmenter_option, "--segmenter-option", "e.g. checkpoint=/ckpt/sam2.pt")
     if args.device:
         options["device"] = args.device
     for d in args.data_root:

@@ -13,7 +13,7 @@ import yaml
 
 from think2seg.agents import BASELINES, ORACLES, REGISTRY, agent_source, available_agents, make_agent
 from think2seg.agents.oracles import components, spread_points
-from think2seg.benchmarks import harness
+from think2seg.benchmarks import cli as bench_cli
 from t2s_env import ConfigError, Scorer, parse_completion, summarize_records
 from t2s_env.cli import main as t2s_main
 from tests.datagen import rectangle_mask, write_rectangle_dataset
@@ -253,7 +253,7 @@ def small_rect_root(tmp_path) -> Path:
 
 
 def bench(root, out, *extra) -> int:
-    return harness.main(["--dataset", "earthreason:val", "--root", str(root), "--segmenter", "box",
+    return bench_cli.main(["--dataset", "earthreason:val", "--root", str(root), "--segmenter", "box",
                          "--out", str(out), "--no-progress", "--no-leaderboard", "--no-tensorboard", *extra])
 
 
@@ -281,7 +281,7 @@ def test_plugin_registered_as_entry_point(plugin, entry_point_dist):
     assert isinstance(agent, plugin) and agent.fraction == 0.25
     assert agent_source("plug-box:0.25") == {"kind": "entry_point", "import_path": PLUGIN, "version": "2.5.0",
                                              "distribution": "t2s-plugin-demo"}
-    assert "plug-box" in harness.build_parser().format_help()
+    assert "plug-box" in bench_cli.build_parser().format_help()
 
 
 @pytest.mark.parametrize("spec, needle", [
@@ -313,7 +313,7 @@ def test_plugin_run_resumes_like_a_builtin_and_records_its_source(plugin, tmp_pa
 
     plugin.kill_after_batches = None
     plugin.answered.clear()
-    assert harness.main(["--out", str(killed), "--resume", run_dir.name, "--no-progress", "--no-leaderboard",
+    assert bench_cli.main(["--out", str(killed), "--resume", run_dir.name, "--no-progress", "--no-leaderboard",
                          "--no-tensorboard"]) == 0
     assert plugin.answered == ["img002", "img003", "img004"]
     assert bench(root, clean, "--agents", f"{PLUGIN}:0.4", "--batch-size", "2") == 0

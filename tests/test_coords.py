@@ -182,14 +182,15 @@ class CentreRel1000(Agent):
 
 
 def test_bench_records_the_frame_in_run_yaml(rects, tmp_path):
-    from think2seg.benchmarks import harness
+    from think2seg.benchmarks import cli, plan
+    from think2seg.benchmarks.results_store import ResultsStore
 
     root, _ = rects
     out = tmp_path / "out"
     common = ["--dataset", "earthreason:val", "--root", str(root), "--segmenter", "box", "--no-tensorboard",
               "--no-progress", "--protocol-option", f"image_size={SIZE}"]
-    rc = harness.main([*common, "--out", str(out), "--agents", "tests.test_coords:CentreRel1000",
-                       "--protocol-option", "coord_frame=rel1000"])
+    rc = cli.main([*common, "--out", str(out), "--agents", "tests.test_coords:CentreRel1000",
+                   "--protocol-option", "coord_frame=rel1000"])
     assert rc == 0
     (run,) = (out / "runs").iterdir()
     cfg = yaml.safe_load((run / "run.yaml").read_text())
@@ -199,13 +200,13 @@ def test_bench_records_the_frame_in_run_yaml(rects, tmp_path):
     assert all(r["prompts"][0]["bbox_2d"] == [28, 28, 84, 84] for r in records)  # converted to 112-px pixels
     # an agent that declares no frame writes pixels: refused under rel1000, in one line
     with pytest.raises(ConfigError, match="center-box.*declares no coord_frame.*coord_frame=abs"):
-        harness.plan_new(harness.build_parser().parse_args(
+        plan.plan_new(cli.build_parser().parse_args(
             [*common, "--out", str(tmp_path / "x"), "--agents", "center-box", "--protocol-option", "coord_frame=rel1000"]),
-            None, [])
+            ResultsStore(tmp_path / "x"), [])
     # and the frame-declaring agent is refused under abs
     with pytest.raises(ConfigError, match="centre-rel1000 answers in the rel1000"):
-        harness.plan_new(harness.build_parser().parse_args(
-            [*common, "--out", str(tmp_path / "y"), "--agents", "tests.test_coords:CentreRel1000"]), None, [])
-    from think2seg.benchmarks.results_store import ResultsStore
+        plan.plan_new(cli.build_parser().parse_args(
+            [*common, "--out", str(tmp_path / "y"), "--agents", "tests.test_coords:CentreRel1000"]),
+            ResultsStore(tmp_path / "y"), [])
 
     assert {r.protocol for r in ResultsStore(out).runs()} == {f"strict+coord_frame=rel1000+image_size={SIZE}"}

@@ -5,6 +5,7 @@ Runs use the ``box`` segmenter on small rectangle datasets and are called in-pro
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -14,9 +15,11 @@ import yaml
 
 from think2seg import agents
 from think2seg.agents.oracles import OracleBoxAgent
-from think2seg.benchmarks import harness
+from think2seg.benchmarks import cli as bench_cli
+from think2seg.benchmarks import runner
 from think2seg.benchmarks.results_store import ResultsStore
 from t2s_env import summarize_records
+from t2s_env.metrics import protocol_with_options
 from t2s_env.cli import main as t2s_main
 from tests.datagen import rectangle_mask, write_sample
 
@@ -56,7 +59,7 @@ def disjoint_root(tmp_path_factory) -> Path:
 
 
 def bench(root, out, *extra, dataset="earthreason:val") -> int:
-    return harness.main(["--dataset", dataset, "--root", str(root), "--segmenter", "box", "--out", str(out), *QUIET, *extra])
+    return bench_cli.main(["--dataset", dataset, "--root", str(root), "--segmenter", "box", "--out", str(out), *QUIET, *extra])
 
 
 def run_dirs(out: Path) -> dict[str, Path]:
@@ -171,7 +174,7 @@ def test_resume_after_kill_redoes_only_missing_samples(scripted, disjoint_root, 
 
     scripted.kill_after_batches = None
     scripted.calls.clear()
-    assert harness.main(["--out", str(killed), "--resume", run_id, *QUIET]) == 0
+    assert bench_cli.main(["--out", str(killed), "--resume", run_id, *QUIET]) == 0
     assert scripted.calls == ["r04", "r05"]
     assert ResultsStore(killed).has_run(run_id)
     assert [s["sample_id"] for s in read_samples(run_dir)] == ["r00", "r01", "r02", "r03", "r04", "r05"]
@@ -218,7 +221,7 @@ def test_act_batch_gets_whole_batches_and_limit_takes_the_first_samples(scripted
 
 
 def test_one_run_per_agent_and_dataset(disjoint_root, tmp_path, capsys):
-    assert harness.main(["--dataset", "earthreason:val,earthreason:test", "--root", str(disjoint_root),
+    assert bench_cli.main(["--dataset", "earthreason:val,earthreason:test", "--root", str(disjoint_root),
                          "--agents", "oracle-box", "--agents", "empty", "--segmenter", "box", "--out", str(tmp_path),
                          "--no-progress", "--no-tensorboard"]) == 0
     rows = ResultsStore(tmp_path).runs()
@@ -322,7 +325,7 @@ def test_main_job_defaults_on_a_few_synthetic_samples(tmp_path, capsys):
     oracle, grabcut, strict, and the leaderboard printed."""
     pytest.importorskip("t2s_env.datasets.synthetic")
     pytest.importorskip("t2s_env.segmenters.grabcut")
-    assert harness.main(["--out", str(tmp_path), "--limit", "2", "--no-progress", "--no-tensorboard"]) == 0
+    assert bench_cli.main(["--out", str(tmp_path), "--limit", "2", "--no-progress", "--no-tensorboard"]) == 0
     rows = ResultsStore(tmp_path).runs()
     assert {r.agent for r in rows} == {"full-image", "center-box:0.5", "random-box:0", "empty",
                                        "oracle-box", "oracle-points", "oracle-box+points"}
@@ -425,7 +428,7 @@ def test_resume_after_sigkill_of_a_real_process(disjoint_root, tmp_path, monkeyp
     monkeypatch.setenv("SLOW_AGENT_LOG", str(log))
     monkeypatch.setenv("SLOW_AGENT_SLEEP", "0")
     log.write_text("")
-    assert harness.main(["--out", str(out), "--resume", run_dir.name, "--tb-samples", "3", *QUIET]) == 0
+    assert bench_cli.main(["--out", str(out), "--resume", run_dir.name, "--tb-samples", "3", *QUIET]) == 0
     answered = log.read_text().split()
     assert answered and set(answered).isdisjoint(done)  # nothing recorded is asked again
     assert set(answered) | set(done) == {f"r0{k}" for k in range(6)}
@@ -583,7 +586,7 @@ def test_every_protocol_field_from_the_cli_is_recorded_in_full(rect_root, tmp_pa
         assert read_metrics(d)["protocol"] == p
         samples = read_samples(d)
         assert read_metrics(d)["n"] == 6 and read_metrics(d)["gIoU"] == pytest.approx(
-            summarize_records(samples, harness.protocol_with_options(
+            summarize_records(samples, protocol_with_options(
                 "t2s-compat", {"empty_rule": "skip", "comparator": ">"}))["gIoU"])
     assert {r.protocol for r in ResultsStore(tmp_path).runs()} == {"t2s-compat+comparator=>+empty_rule=skip"}
 
@@ -607,7 +610,7 @@ def test_bad_protocol_and_option_values_are_one_line(disjoint_root, tmp_path, ca
     assert err.startswith("t2s: error:") and err.count("\n") == 1, err
     for needle in needles:
         assert needle in err
-    assert not (out / "runs").exists() or not any((out / "runs").iterdir())
+    assert not out.exists()  # nothing written for a refused command
 
 
 def test_empty_out_is_an_error(tmp_path, capsys, monkeypatch):
@@ -802,14 +805,14 @@ def test_a_bench_stopped_by_bad_data_marks_its_run_failed(disjoint_root, tmp_pat
     """An image that turns out unreadable mid-run (e.g. truncated after `data check`)."""
     from t2s_env.errors import DatasetError
 
-    real = harness.load_frames
+    real = runner.load_frames
 
     def load_frames(sample, *args):
         if sample.sample_id == "r03":
             raise DatasetError(f"cannot read image {sample.image_path}: truncated; replace or remove the file")
         return real(sample, *args)
 
-    monkeypatch.setattr(harness, "load_frames", load_frames)
+    monkeypatch.setattr(runner, "load_frames", load_frames)
     assert cli("--dataset", "earthreason:val", "--root", str(disjoint_root), "--segmenter", "box",
                "--out", str(tmp_path / "out"), "--agents", "oracle-box", "--batch-size", "2", *QUIET) == 2
     err = capsys.readouterr().err
@@ -1046,3 +1049,100 @@ def test_frames_pad_and_map_back():
     f = load_frames(sample, 600, "pad", "original")
     assert f.framed.image.shape == (600, 600, 3) and f.image.shape == (100, 300, 3) and f.scale == (0.5, 0.5)
     assert load_frames(sample, 840, "square", "agent").scale is None
+
+
+# -- a refused command writes nothing ----------------------------------------------------------
+
+DATA = ["--dataset", "earthreason:val", "--root", "ROOT"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    ([*DATA, "--segmenter", "box", "--agents", "center-box:2"], "center-box fraction"),  # a bad agent option
+    ([*DATA, "--segmenter", "box", "--agent-config", "AGENTS"], "has no option 'colour'"),  # ... from YAML
+    ([*DATA, "--segmenter", "grabcut", "--segmenter-option", "max_side=abc"], "max_side=abc"),  # a bad segmenter option
+    ([*DATA, "--segmenter", "box", "--segmenter-option", "point_radius"], "KEY=VALUE"),
+    ([*DATA, "--segmenter", "box", "--protocol-option", "image_size=big"], "image_size"),
+    (["--resume", "20990101-nope"], "no run '20990101-nope'"),
+])
+def test_a_refused_command_creates_no_results_folder(disjoint_root, tmp_path, capsys, argv, needle):
+    """`t2s bench` once made --out, runs/ and an empty leaderboard.sqlite before it
+    rejected a bad agent or segmenter option (or an unknown run to resume)."""
+    agents_yaml = tmp_path / "agents.yaml"
+    agents_yaml.write_text("- {name: center-box, colour: red}\n")
+    argv = [{"AGENTS": str(agents_yaml), "ROOT": str(disjoint_root)}.get(a, a) for a in argv]
+    out = tmp_path / "out"
+    assert cli("--out", str(out), *QUIET, *argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("t2s: error:") and err.count("\n") == 1 and needle in err, err
+    assert not out.exists()
+
+
+def test_the_results_folder_is_made_once_the_plan_stands(disjoint_root, tmp_path):
+    out = tmp_path / "deep" / "er" / "out"
+    assert bench(disjoint_root, out, "--agents", "empty", "--no-tensorboard", "--limit", "1") == 0
+    assert (out / "leaderboard.sqlite").is_file() and len(list((out / "runs").iterdir())) == 1
+
+
+# -- the bench modules read top-down ----------------------------------------------------------
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def bench_imports(name: str) -> set[str]:
+    """The benchmarks modules that benchmarks/<name>.py imports (anywhere in the file)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse((BENCH / f"{name}.py").read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            out.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("think2seg.benchmarks."):
+            out.add(node.module.split(".")[2])
+        elif isinstance(node, ast.Import):
+            out.update(a.name.split(".")[2] for a in node.names if a.name.startswith("think2seg.benchmarks."))
+    return out
+
+
+def test_the_bench_modules_import_top_down():
+    """cli -> sharding -> plan -> runner -> results store and run folders: no module
+    imports itself or one above it, and only the CLI imports sharding (harness.py and
+    sharding.py once imported each other)."""
+    order = ["cli", "sharding", "plan", "runner", "results_store", "rundir"]
+    for k, name in enumerate(order):
+        assert not bench_imports(name) & set(order[: k + 1]), (name, bench_imports(name))
+    assert [p.stem for p in sorted(BENCH.glob("*.py")) if "sharding" in bench_imports(p.stem)] == ["cli"]
+
+
+def test_the_runner_calls_no_private_method():
+    """No `obj._name` outside `self`/`cls` in the command's modules: the harness once
+    re-implemented Scorer.score_many around the private Scorer._finish."""
+    offenders = []
+    for name in ("harness", "cli", "plan", "runner", "sharding"):
+        path = BENCH / f"{name}.py"
+        for node in ast.walk(ast.parse(path.read_text())) if path.exists() else ():
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                offenders.append(f"{name}.py line {node.lineno}: .{node.attr}")
+    assert not offenders
+
+
+def test_score_parsed_is_score_many_after_parsing():
+    """Scorer.score_many == Scorer.parse per completion + Scorer.score_parsed, shared
+    image keys included (one encode for two groups on the same image)."""
+    from t2s_env import Scorer
+
+    rng = np.random.default_rng(3)
+    groups = []
+    for k in range(5):
+        mask = rectangle_mask(64, 64, [(4 + k, 6, 30 + 3 * k, 40)] if k != 2 else [])
+        image = np.full((64, 64, 3), 60 + 30 * k, np.uint8)
+        completions = [f'```json\n[{{"bbox_2d": [{a}, {b}, {a + 20}, {b + 25}], "positive_points": '
+                       f'[[{a + 5}, {b + 5}], [{a + 6}, {b + 9}]]}}]\n```' for a, b in rng.integers(0, 40, (3, 2))]
+        groups.append((image, mask, completions + ["[]", "not an answer", None]))
+    groups.append((groups[0][0], groups[1][1], groups[0][2]))  # the first image again, another target
+    keys = [0, 1, 2, 3, 4, 0]
+    for scorer in (Scorer("box", keep_masks=True), Scorer("box", parser_mode="lenient", encode_batch_size=2)):
+        parsed = [(im, gt, [scorer.parse(c, gt.shape[::-1]) for c in cs]) for im, gt, cs in groups]
+        for a, b in zip(scorer.score_many(groups, image_keys=keys), scorer.score_parsed(parsed, image_keys=keys)):
+            assert [(r.iou, r.reward, r.prompts, r.error) for r in a] == [(r.iou, r.reward, r.prompts, r.error) for r in b]
+            assert all(np.array_equal(x.mask, y.mask) for x, y in zip(a, b) if x.mask is not None)
+    with pytest.raises(ValueError, match="differ in size"):
+        Scorer("box").score_parsed([(np.zeros((8, 9, 3), np.uint8), np.zeros((8, 8), bool), [])])

@@ -19,7 +19,7 @@ from PIL import Image
 
 from t2s_env.cli import main as t2s_main
 from t2s_env.datasets.synthetic import generate
-from think2seg.benchmarks import harness
+from think2seg.benchmarks import cli as bench_cli
 from think2seg.benchmarks.report import (RunData, category_giou, load_runs, pr_curve, read_dataset, shown_folder,
                                          write_report)
 from think2seg.benchmarks.results_store import ResultsStore
@@ -33,7 +33,7 @@ def results(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("report")
     generate(base / "data", n=6, seed=5, splits=["val"], progress=False)
     out = base / "results"
-    assert harness.main(["--dataset", "earthreason:val", "--root", str(base / "data"), "--segmenter", "box",
+    assert bench_cli.main(["--dataset", "earthreason:val", "--root", str(base / "data"), "--segmenter", "box",
                          "--agents", AGENTS, "--out", str(out), "--no-progress", "--no-leaderboard",
                          "--no-tensorboard"]) == 0
     return out
@@ -206,7 +206,7 @@ def test_page_without_the_data_says_so_instead_of_failing(tmp_path):
     says why the gallery has no overlays."""
     generate(tmp_path / "data", n=3, seed=5, splits=["val"], progress=False)
     out = tmp_path / "results"
-    assert harness.main(["--dataset", "earthreason:val", "--root", str(tmp_path / "data"), "--segmenter", "box",
+    assert bench_cli.main(["--dataset", "earthreason:val", "--root", str(tmp_path / "data"), "--segmenter", "box",
                          "--agents", "oracle-box", "--out", str(out), "--no-progress", "--no-leaderboard",
                          "--no-tensorboard"]) == 0
     shutil.rmtree(tmp_path / "data")

@@ -63,7 +63,7 @@ def launch(argv: list[str], env: dict, timeout: int = 240) -> subprocess.Complet
 @pytest.mark.slow
 def test_two_processes_match_one_and_a_killed_run_resumes(tmp_path, monkeypatch, capsys):
     from tests.datagen import write_rectangle_dataset
-    from think2seg.benchmarks import harness
+    from think2seg.benchmarks import cli
 
     write_rectangle_dataset(tmp_path / "data", split="val", n=9, n_empty=1, seed=4, size=64)
     (tmp_path / "plug").mkdir()
@@ -74,7 +74,7 @@ def test_two_processes_match_one_and_a_killed_run_resumes(tmp_path, monkeypatch,
     agents = ["--agents", "crashy:CrashyAgent,oracle-box+points"]
 
     # one process, in this process
-    assert harness.main(["--out", str(tmp_path / "one"), *agents, *common]) == 0
+    assert cli.main(["--out", str(tmp_path / "one"), *agents, *common]) == 0
     capsys.readouterr()
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "plug"), str(REPO), os.environ.get("PYTHONPATH", "")]),
@@ -94,7 +94,7 @@ def test_two_processes_match_one_and_a_killed_run_resumes(tmp_path, monkeypatch,
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     oracle = run_dir(two, "oracle")
     assert list(oracle.glob("samples.shard-*.jsonl"))
-    assert harness.main(["--out", str(two), "--resume", oracle.name, *resume]) == 0  # 1 process
+    assert cli.main(["--out", str(two), "--resume", oracle.name, *resume]) == 0  # 1 process
 
     for agent in ("crashy", "oracle"):
         a, b = run_dir(tmp_path / "one", agent), run_dir(two, agent)
@@ -113,13 +113,13 @@ def test_a_sharded_run_scores_in_the_protocols_coord_frame(tmp_path, capsys):
     the frame-declaring agent's answers in its frame (the sharded scorers once ignored it,
     gIoU 12.40 against 85.46, under the same run identity)."""
     from tests.datagen import write_rectangle_dataset
-    from think2seg.benchmarks import harness
+    from think2seg.benchmarks import cli
 
     write_rectangle_dataset(tmp_path / "data", split="val", n=6, n_empty=1, seed=5, size=64)
     common = ["--dataset", "earthreason:val", "--root", str(tmp_path / "data"), "--segmenter", "box",
               "--agents", "tests.agent_plugins.frames:Rel1000Box", "--protocol-option", "coord_frame=rel1000",
               "--batch-size", "2", "--no-progress", "--no-leaderboard", "--no-tensorboard"]
-    assert harness.main(["--out", str(tmp_path / "one"), *common]) == 0
+    assert cli.main(["--out", str(tmp_path / "one"), *common]) == 0
     capsys.readouterr()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     two = launch(["--out", str(tmp_path / "two"), *common], env)
