@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("transformers")
 
 from think2seg.agents import make_agent  # noqa: E402
-from think2seg.agents.qwen.loading import pin_image_size, processed_size  # noqa: E402
+from think2seg.agents.hf_vlm.loading import pin_image_size, processed_size  # noqa: E402
 from think2seg.agents.qwen.tiny import answer_tokens  # noqa: E402
 from t2s_env import CheckpointError, SYSTEM_PROMPT, T2SError, Think2SegEnv, build_messages  # noqa: E402
 from tests.conftest import TINY_QWEN_SIZE  # noqa: E402
@@ -67,7 +67,7 @@ def test_840_frame_is_not_resized(tiny_qwen_dir):
 
 
 def test_defaults_follow_upstream_evaluation(agent):
-    from think2seg.agents.qwen import QwenPrompter
+    from think2seg.agents.hf_vlm import QwenPrompter
     import inspect
 
     params = inspect.signature(QwenPrompter.__init__).parameters
@@ -129,7 +129,7 @@ def test_messages_default_to_the_upstream_prompt(agent, monkeypatch):
 
 
 def test_sampling_is_an_option(tiny_qwen_dir):
-    from think2seg.agents.qwen.generation import generation_kwargs
+    from think2seg.agents.hf_vlm.generation import generation_kwargs
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     proc = AutoProcessor.from_pretrained(tiny_qwen_dir)

@@ -1,7 +1,7 @@
-"""Batched, left-padded generation for Qwen2.5-VL: chat messages + images in, new text out.
+"""Batched, left-padded generation for every VLM family: chat messages + images in, new text out.
 
-Shared by :class:`think2seg.agents.qwen.QwenPrompter` and the training script's validation pass, so
-that evaluation during training sees exactly what the benchmark sees.
+Shared by :class:`think2seg.agents.hf_vlm.HFVLMPrompter` and the training script's validation
+pass, so that evaluation during training sees exactly what the benchmark sees.
 """
 
 from __future__ import annotations
