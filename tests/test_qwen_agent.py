@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 
 from think2seg.agents import make_agent  # noqa: E402
 from think2seg.agents.hf_vlm.loading import pin_image_size, processed_size  # noqa: E402
-from think2seg.agents.qwen.tiny import answer_tokens  # noqa: E402
+from think2seg.agents.hf_vlm.tiny import answer_tokens  # noqa: E402
 from t2s_env import CheckpointError, SYSTEM_PROMPT, T2SError, Think2SegEnv, build_messages  # noqa: E402
 from tests.conftest import TINY_QWEN_SIZE  # noqa: E402
 from tests.datagen import write_rectangle_dataset  # noqa: E402
@@ -50,7 +50,7 @@ def test_tiny_model_round_trips_offline(tiny_qwen_dir):
     # every answer token decodes to a protocol answer that the strict parser accepts
     from t2s_env import parse_completion
 
-    assert all(parse_completion(a).ok for a in answer_tokens(SIZE))
+    assert all(parse_completion(a).ok for a in answer_tokens(SIZE, pixels=True))
 
 
 def test_840_frame_is_not_resized(tiny_qwen_dir):
