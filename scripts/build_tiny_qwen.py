@@ -1,6 +1,8 @@
-"""Write a tiny random Qwen2.5-VL (model + tokenizer + processor) to a directory, offline.
+"""Write a tiny random Qwen2.5-VL (or, with --family, any supported VLM family: model +
+tokenizer + processor) to a directory, offline.
 
     python -m think2seg.scripts.build_tiny_qwen runs/tiny-qwen --image-size 112
+    python -m think2seg.scripts.build_tiny_qwen runs/tiny-qwen3 --family qwen3_vl
 
 The builder lives in :mod:`agents.hf_vlm.tiny` (tests and ``model: tiny:DIR`` in
 ``grpo_tiny_cpu.yaml`` call it directly); this is its command line.

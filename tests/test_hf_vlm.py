@@ -276,6 +276,41 @@ def test_tiny_dir_serves_every_family(tiny_dirs, tmp_path):
     assert tiny_dir_for("internvl", held) == held.with_name(held.name + "-internvl")
 
 
+
+def test_tiny_dir_is_reused_only_for_the_same_family_and_seed(tmp_path):
+    import hashlib
+
+    def built(path):
+        weights = path / "model.safetensors"
+        return (json.loads((path / "config.json").read_text())["model_type"],
+                hashlib.sha256(weights.read_bytes()).hexdigest(), weights.stat().st_mtime_ns)
+
+    path = tmp_path / "tiny"
+    build_tiny("qwen2_5_vl", path, image_size=56)
+    qwen_seed0 = built(path)
+    build_tiny("qwen3_vl", path, image_size=56)
+    assert built(path)[0] == "qwen3_vl"
+    build_tiny("qwen2_5_vl", path, image_size=56)  # the directory now holds Qwen3-VL: rebuilt
+    assert built(path)[:2] == qwen_seed0[:2]
+    build_tiny("qwen2_5_vl", path, image_size=56, seed=1)  # another seed, other weights
+    seed1 = built(path)
+    assert seed1[0] == "qwen2_5_vl" and seed1[1] != qwen_seed0[1]
+    assert build_tiny("qwen2_5_vl", path, image_size=56, seed=1) == path and built(path) == seed1  # reused
+    assert json.loads((path / "tiny_model.json").read_text())["family"] == "qwen2_5_vl"
+
+
+def test_tiny_builder_command_line_builds_every_family(tmp_path, capsys):
+    from think2seg.agents.hf_vlm.tiny import main
+
+    assert main([str(tmp_path / "llava"), "--family", "llava", "--image-size", "56"]) == 0
+    assert json.loads((tmp_path / "llava" / "config.json").read_text())["model_type"] == "llava"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "odd"), "--image-size", "100"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exc.value.code == 2 and "--image-size 100" in err and "multiple of 28" in err
+    assert not (tmp_path / "odd").exists()
+
 # -- qwen:<path>: the Qwen2.5-VL alias (QwenPrompter) ------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -277,29 +277,32 @@ def build_llava(image_size: int, seed: int):
     return _finish(LlavaForConditionalGeneration(config), tok, "</s>", "<pad>"), processor
 
 
+#: build_tiny's record in a directory (family, image_size, seed, params): reused only when all but params match
+MARKER = "tiny_model.json"
 BUILDERS = {"qwen2_5_vl": build_qwen2_5_vl, "qwen3_vl": build_qwen3_vl, "internvl": build_internvl,
             "llava": build_llava}
 
 
 def build_tiny(family: str, path: str | Path, image_size: int = 112, seed: int = 0, overwrite: bool = False) -> Path:
     """Write a tiny random model of ``family`` to ``path`` (reused when already built with
-    the same ``image_size``, unless ``overwrite``). Returns the path."""
+    the same family, ``image_size`` and ``seed``, unless ``overwrite``). Returns the path."""
     if family not in TINY_FAMILIES:
         raise ValueError(f"no tiny builder for family {family!r}; known: {', '.join(TINY_FAMILIES)}")
     path = Path(path)
-    marker = path / ("tiny_qwen.json" if family == "qwen2_5_vl" else "tiny_model.json")
+    marker = path / MARKER
+    wanted = {"family": family, "image_size": image_size, "seed": seed}
     if not overwrite and marker.is_file():
         try:
-            if json.loads(marker.read_text()).get("image_size") == image_size:
-                return path
+            built = json.loads(marker.read_text())
         except ValueError:
-            pass
+            built = None
+        if isinstance(built, dict) and all(built.get(k) == v for k, v in wanted.items()):
+            return path
     model, processor = BUILDERS[family](image_size, seed)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     processor.save_pretrained(path)
-    about = {"image_size": image_size, "seed": seed, "params": model.num_parameters()}
-    marker.write_text(json.dumps(about if family == "qwen2_5_vl" else {"family": family, **about}))
+    marker.write_text(json.dumps({**wanted, "params": model.num_parameters()}))
     return path
 
 
@@ -320,12 +323,17 @@ def tiny_dir_for(family: str, path: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(description="Write a tiny random Qwen2.5-VL directory (offline).")
+    p = argparse.ArgumentParser(description="Write a tiny random VLM directory of any family (offline).")
     p.add_argument("path", help="output directory")
-    p.add_argument("--image-size", type=int, default=112, help="square image side kept by the processor (multiple of 28)")
+    p.add_argument("--family", choices=TINY_FAMILIES, default="qwen2_5_vl")
+    p.add_argument("--image-size", type=int, default=112,
+                   help="square image side (Qwen2.5-VL keeps it unresized: a multiple of 28)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     args = p.parse_args(argv)
-    out = build_tiny("qwen2_5_vl", args.path, args.image_size, args.seed, args.overwrite)
+    try:
+        out = build_tiny(args.family, args.path, args.image_size, args.seed, args.overwrite)
+    except ValueError as exc:
+        p.error(f"--image-size {args.image_size}: {exc}")
     print(f"wrote {out}")
     return 0
