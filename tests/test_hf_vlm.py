@@ -107,6 +107,48 @@ def test_qwen_alias_is_hf_vlm_restricted_to_qwen25(tiny_dirs):
     assert str(tiny_dirs["qwen3_vl"]) in str(exc.value)
 
 
+
+class _RecordingProcessor:
+    """A processor that keeps what each call returned (the batches the model was given)."""
+
+    def __init__(self, processor):
+        self._processor, self.batches = processor, []
+
+    def __getattr__(self, name):
+        return getattr(self._processor, name)
+
+    def __call__(self, **kw):
+        self.batches.append(self._processor(**kw))
+        return self.batches[-1]
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_generation_takes_a_list_of_images_per_conversation(family, tiny_dirs):
+    """A later turn shows another image (the refine protocol's overlay): conversations
+    with several images batch with one-image ones, and equal one-by-one generation."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from think2seg.agents.hf_vlm.generation import generate_completions
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_dirs[family]).eval()
+    processor = _RecordingProcessor(AutoProcessor.from_pretrained(tiny_dirs[family]))
+    rng = np.random.default_rng(0)
+    frame, overlay, other = (rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(3))
+    two_turns = build_messages("where is the dock?") + [
+        {"role": "assistant", "content": [{"type": "text", "text": answer_tokens(1000)[0]}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "The mask so far, in green."}]}]
+    one_turn = build_messages("a much longer question about where ships could be repaired?")
+    images = [[frame, overlay], other, [frame]]
+    messages = [two_turns, one_turn, one_turn]
+    batched, _ = generate_completions(model, processor, images, messages, max_new_tokens=6, batch_size=3)
+    image_tokens = (processor.batches[0]["input_ids"] == model.config.image_token_id).sum(1).tolist()
+    assert image_tokens[0] == 2 * image_tokens[1] and image_tokens[1] == image_tokens[2] > 0
+    single = [generate_completions(model, processor, [im], [m], max_new_tokens=6)[0][0]
+              for im, m in zip(images, messages)]
+    assert batched == single
+    with pytest.raises(ValueError, match=r"conversation 1 has 2 image parts but 1 images"):
+        generate_completions(model, processor, [frame, [overlay]], [one_turn, two_turns], max_new_tokens=2)
+
 @pytest.mark.slow
 def test_lora_adapter_loads_on_its_base(tiny_dirs, tmp_path):
     from peft import LoraConfig, get_peft_model
