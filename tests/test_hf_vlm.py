@@ -353,6 +353,36 @@ def test_tiny_builder_command_line_builds_every_family(tmp_path, capsys):
     assert exc.value.code == 2 and "--image-size 100" in err and "multiple of 28" in err
     assert not (tmp_path / "odd").exists()
 
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_agents_and_scripts_import_no_private_names():
+    """No module reaches into another's private names (scripts/train_grpo.py imported
+    agents.qwen.loading._is_local, sam3_text hf_vlm.tiny._tokenizer, hf_vlm.tiny qwen.tiny._corpus)."""
+    import ast
+
+    repo = Path(__file__).resolve().parents[1]
+    offenders = []
+    for path in sorted(p for folder in ("agents", "scripts") for p in (repo / folder).rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        ours = set()  # names bound to this project's modules and objects
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                for alias in node.names:
+                    if _private(alias.name):
+                        offenders.append(f"{path.relative_to(repo)}:{node.lineno} imports {alias.name}")
+                    elif node.level or (node.module or "").startswith(("think2seg", "t2s_env")):
+                        ours.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                ours.update(a.asname or a.name for a in node.names if a.name.startswith(("think2seg", "t2s_env")))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ours
+                    and _private(node.attr)):
+                offenders.append(f"{path.relative_to(repo)}:{node.lineno} uses {node.value.id}.{node.attr}")
+    assert not offenders, offenders
+
 # -- qwen:<path>: the Qwen2.5-VL alias (QwenPrompter) ------------------------------------------
 
 @pytest.fixture(scope="module")
