@@ -166,9 +166,9 @@ def tiny_sam3(image_size: int = 112, patch_size: int = 14) -> tuple[Any, Any]:
     """A ~0.3 M-parameter random ``Sam3Model`` and its processor, offline (tests)."""
     from transformers import Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
 
-    from .hf_vlm.tiny import _tokenizer
+    from .hf_vlm.tiny import bpe_tokenizer
 
-    tok = _tokenizer(("<|endoftext|>", "<|startoftext|>"), "", "<|endoftext|>", "<|endoftext|>", [])
+    tok = bpe_tokenizer(("<|endoftext|>", "<|startoftext|>"), "", "<|endoftext|>", "<|endoftext|>", [])
     g = image_size // patch_size
     small = dict(num_attention_heads=2, intermediate_size=64)
     config = Sam3Config(

@@ -105,13 +105,12 @@ def build_policy(family: str, tiny: bool, image_size: int, dtype, device):
     import torch
 
     from think2seg.agents.hf_vlm import tiny as hf_tiny
-    from think2seg.agents.qwen import tiny as qwen_tiny
 
     if family == "qwen2_5_vl":
         from transformers import Qwen2_5_VLConfig as Config
         from transformers import Qwen2_5_VLForConditionalGeneration as Model
 
-        processor = qwen_tiny.build_tiny_processor(qwen_tiny.build_tiny_tokenizer(image_size=image_size), image_size)
+        _, processor = hf_tiny.build_qwen2_5_vl(image_size, seed=0)
         text, vision = QWEN25_VL_3B_TEXT, QWEN25_VL_3B_VISION
         tiny_text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                          num_key_value_heads=2, rope_parameters={"rope_type": "default", "rope_theta": 1e6,

@@ -391,9 +391,9 @@ def resolve_model_path(cfg: Config) -> str:
         with PartialState().main_process_first():
             build_tiny(family, path, image_size=cfg.script.image_size)
         return path
-    from think2seg.agents.qwen.loading import _is_local
+    from think2seg.agents.hf_vlm.loading import is_local
 
-    if _is_local(name):
+    if is_local(name):
         return os.path.expanduser(name)
     return resolve_hub_model(name)
 
@@ -609,7 +609,7 @@ class T2SCallback:
         the parameters are gathered collectively), scored and logged on rank 0."""
         from trl.models.utils import unwrap_model_for_generation
 
-        from think2seg.agents.qwen.generation import generate_completions
+        from think2seg.agents.hf_vlm.generation import generate_completions
         from t2s_env.render import draw_overlay, image_grid
 
         tr = self.trainer

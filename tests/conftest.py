@@ -47,6 +47,7 @@ TINY_QWEN_SIZE = 112
 def tiny_qwen_dir(tmp_path_factory) -> Path:
     """A tiny random Qwen2.5-VL (tokenizer, processor, model) saved to a directory, built
     offline once per session (trl rebuilds its reference model from the path)."""
-    from think2seg.agents.qwen.tiny import build_tiny_qwen
+    from think2seg.agents.hf_vlm.tiny import build_tiny
 
-    return build_tiny_qwen(tmp_path_factory.getbasetemp() / f"tiny-qwen-{TINY_QWEN_SIZE}", image_size=TINY_QWEN_SIZE)
+    return build_tiny("qwen2_5_vl", tmp_path_factory.getbasetemp() / f"tiny-qwen-{TINY_QWEN_SIZE}",
+                      image_size=TINY_QWEN_SIZE)

@@ -1,5 +1,6 @@
 """`HFVLMPrompter`: any supported Hugging Face VLM (Qwen2.5-VL, Qwen3-VL, InternVL3, LLaVA-1.5)
-as a Think2Seg agent (``t2s bench --agents hf-vlm:/path/to/checkpoint``)."""
+as a Think2Seg agent (``t2s bench --agents hf-vlm:/path/to/checkpoint``), and `QwenPrompter`,
+its Qwen2.5-VL-only alias (``qwen:<path>``, e.g. the Think2Seg-RS-3B/7B checkpoints)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ from t2s_env.coords import get_coord_frame
 from t2s_env.instructions import frame_variant
 
 from ..base import Agent
-from ..qwen.generation import generate_completions, to_pil
-from ..qwen.loading import processed_size
 from .families import Family, get_family
+from .generation import generate_completions, to_pil
 from .loading import (
     PROCESSOR_FILES,
     adapter_base,
@@ -24,6 +24,7 @@ from .loading import (
     load_model,
     load_processor,
     prepare_processor,
+    processed_size,
     resolve_dtype,
 )
 
@@ -196,6 +197,48 @@ class HFVLMPrompter(Agent):
             "image_size": self.image_size,
             "prompt_variant": self.prompt_variant,
         }
+
+
+class QwenPrompter(HFVLMPrompter):
+    """Zero-shot (or fine-tuned) Qwen2.5-VL prompter.
+
+    It sends the exact upstream messages (the env's ``info["messages"]``, or
+    ``build_messages(question)`` when absent) with the observation's image, which the
+    processor keeps at its size (840×840 → 60×60 patches → 900 visual tokens), generates
+    left-padded batches and returns only the new text. Answers are pixels (``abs``).
+
+    Arguments: as :class:`HFVLMPrompter`; ``image_size`` is the square side the processor
+    must keep (the protocol frame, 840).
+    """
+
+    name = "qwen"
+    arg_name = "model"
+    families = ("qwen2_5_vl",)
+
+    def __init__(
+        self,
+        model: Any = DEFAULT_MODEL,
+        processor: Any = None,
+        max_new_tokens: int = 2048,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int | None = None,
+        batch_size: int = 8,
+        device: str | None = None,
+        dtype: str = "auto",
+        attn_implementation: str | None = None,
+        image_size: int = 840,
+        seed: int | None = None,
+        prompt_variant: str = "bbox+2pos",
+        coord_frame: str | None = None,
+    ) -> None:
+        super().__init__(
+            model, processor, family=None, coord_frame=coord_frame, max_new_tokens=max_new_tokens,
+            do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k, batch_size=batch_size,
+            device=device, dtype=dtype, attn_implementation=attn_implementation, image_size=image_size, seed=seed,
+            prompt_variant=prompt_variant,
+        )
 
 
 def _has_processor(path: str) -> bool:

@@ -1,7 +1,7 @@
-"""Batched, left-padded generation for Qwen2.5-VL: chat messages + images in, new text out.
+"""Batched, left-padded generation for every VLM family: chat messages + images in, new text out.
 
-Shared by :class:`think2seg.agents.qwen.QwenPrompter` and the training script's validation pass, so
-that evaluation during training sees exactly what the benchmark sees.
+Shared by :class:`think2seg.agents.hf_vlm.HFVLMPrompter` and the training script's validation
+pass, so that evaluation during training sees exactly what the benchmark sees.
 """
 
 from __future__ import annotations
@@ -21,6 +21,18 @@ def to_pil(image: Any):
     if arr.dtype != np.uint8:
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     return Image.fromarray(arr).convert("RGB")
+
+
+def conversation_images(images: Any) -> list[Any]:
+    """One conversation's images as RGB PIL images: a single image, or a list/tuple of them
+    in the order of the conversation's image parts (a multi-turn one shows one per turn)."""
+    return [to_pil(im) for im in images] if isinstance(images, (list, tuple)) else [to_pil(images)]
+
+
+def count_image_parts(messages: Sequence[Mapping[str, Any]]) -> int:
+    """How many ``{"type": "image"}`` parts the messages hold (each takes one image)."""
+    return sum(1 for m in messages if not isinstance(m["content"], str)
+               for part in m["content"] if part.get("type") == "image")
 
 
 def fill_image_placeholders(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -81,8 +93,10 @@ def generate_completions(
     batch_size: int = 8,
     device: Any = None,
 ) -> tuple[list[str], dict[str, float]]:
-    """Generate one completion per (image, messages), ``batch_size`` at a time.
+    """Generate one completion per (images, messages), ``batch_size`` at a time.
 
+    ``images[i]`` is conversation i's image, or a list of its images, one per image part
+    of ``messages[i]`` in order (checked for every conversation before generating).
     Returns the decoded new text (special tokens skipped) and counters:
     ``new_tokens`` (non-pad tokens generated), ``prompt_tokens`` and ``seconds``.
     """
@@ -92,6 +106,11 @@ def generate_completions(
 
     if len(images) != len(messages):
         raise ValueError(f"{len(images)} images but {len(messages)} message lists")
+    for i, (given, msgs) in enumerate(zip(images, messages)):
+        n = len(given) if isinstance(given, (list, tuple)) else 1
+        if n != count_image_parts(msgs):
+            raise ValueError(f"conversation {i} has {count_image_parts(msgs)} image parts but {n} images; "
+                             "give one image per {'type': 'image'} part, in order")
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"
     device = device if device is not None else next(model.parameters()).device
@@ -101,12 +120,12 @@ def generate_completions(
     eos = set(gen_kw["eos_token_id"]) | {tokenizer.pad_token_id}
     for start in range(0, len(images), max(1, int(batch_size))):
         chunk_msgs = messages[start : start + batch_size]
-        chunk_imgs = [to_pil(im) for im in images[start : start + batch_size]]
+        chunk_imgs = [im for given in images[start : start + batch_size] for im in conversation_images(given)]
         prompts = [
             processor.apply_chat_template(fill_image_placeholders(m), add_generation_prompt=True, tokenize=False)
             for m in chunk_msgs
         ]
-        inputs = processor(text=prompts, images=chunk_imgs, padding=True, return_tensors="pt")
+        inputs = processor(text=prompts, images=chunk_imgs or None, padding=True, return_tensors="pt")
         inputs = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in inputs.items()}
         t0 = time.perf_counter()
         with torch.inference_mode():
