@@ -321,7 +321,7 @@ class Renderer:
         key = (sample.sample_id, str(sample.image_path), size, protocol.get("resize", "square"))
         if key not in self.frames:
             try:
-                from t2s_env.frames import load_frames
+                from t2s_env.framing import load_scoring_frames as load_frames
             except ImportError:  # an older library: square frames only
                 from t2s_env.observation import load_framed
 

@@ -20,7 +20,8 @@ from .env import Think2SegEnv
 from .errors import CheckpointError, ConfigError, DatasetError, T2SError
 from .instructions import SYSTEM_PROMPT, VARIANTS, PromptVariant, build_messages, format_completion, get_variant
 from .metrics import PROTOCOLS, MetricProtocol, get_protocol, intersection_union, summarize, summarize_records
-from .observation import FramedSample, load_framed, make_observation
+from .framing import FramedSample, load_framed
+from .observation import make_observation
 from .parser import ParsedAnswer, parse_completion, think_format_ok
 from .prompt import GeometricPrompt
 from .render import draw_overlay

@@ -16,7 +16,8 @@ from .datasets import Sample, make_dataset
 from .errors import ConfigError
 from .coords import DEFAULT_COORD_FRAME, get_coord_frame
 from .instructions import DEFAULT_VARIANT, PromptVariant, frame_variant, get_variant
-from .observation import DEFAULT_IMAGE_SIZE, FramedSample, load_framed, make_observation
+from .framing import DEFAULT_IMAGE_SIZE, FramedSample, load_framed
+from .observation import make_observation
 from .parser import MAX_COMPLETION_CHARS, ParserMode
 from .render import draw_overlay
 from .reward import RewardWeights

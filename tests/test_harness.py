@@ -1031,7 +1031,7 @@ def test_prompt_geometry_of_the_protocol_reaches_the_scorer(fixed_box, tmp_path,
 def test_frames_pad_and_map_back():
     from types import SimpleNamespace
 
-    from t2s_env.frames import load_frames, map_prompt, pad_frame
+    from t2s_env.framing import load_scoring_frames as load_frames, map_prompt, pad_frame
     from t2s_env.prompt import GeometricPrompt
 
     image = np.full((100, 300, 3), 200, np.uint8)
