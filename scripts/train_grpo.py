@@ -72,7 +72,7 @@ from t2s_env import (
 from t2s_env.datasets import EarthReasonDataset, seeded_choice
 from t2s_env.coords import check_frame_match, get_coord_frame
 from t2s_env.errors import CheckpointError
-from t2s_env.instructions import frame_variant
+from t2s_env.instructions import coord_variant as frame_variant
 from think2seg.scripts.config import config_values, parse_config, save_resolved_config
 
 DEFAULT_LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -15,7 +15,7 @@ from gymnasium import spaces
 from .datasets import Sample, make_dataset
 from .errors import ConfigError
 from .coords import DEFAULT_COORD_FRAME, get_coord_frame
-from .instructions import DEFAULT_VARIANT, PromptVariant, frame_variant, get_variant
+from .instructions import DEFAULT_VARIANT, PromptVariant, coord_variant, get_variant
 from .framing import DEFAULT_IMAGE_SIZE, FramedSample, load_framed
 from .observation import make_observation
 from .parser import MAX_COMPLETION_CHARS, ParserMode
@@ -217,7 +217,7 @@ class Think2SegEnv(gym.Env):
             raise ConfigError(f"dataset {dataset_spec}:{split} has no samples")
         self.coord_frame = get_coord_frame(coord_frame).name
         # a relative frame asks in its own wording (NAME@FRAME) and parses in its units
-        self.variant = frame_variant(get_variant(prompt_variant), self.coord_frame)
+        self.variant = coord_variant(get_variant(prompt_variant), self.coord_frame)
         self.image_size = image_size
         self.privileged = privileged
         self.render_mode = render_mode

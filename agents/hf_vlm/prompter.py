@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 from t2s_env import ConfigError, build_messages, get_variant
 from t2s_env.coords import get_coord_frame
-from t2s_env.instructions import frame_variant
+from t2s_env.instructions import coord_variant as frame_variant
 
 from ..base import Agent
 from ..qwen.generation import generate_completions, to_pil
