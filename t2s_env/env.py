@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import sys
 import warnings
-import weakref
-from collections import OrderedDict
 from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
@@ -22,6 +20,7 @@ from .parser import MAX_COMPLETION_CHARS, ParserMode
 from .render import draw_overlay
 from .reward import RewardWeights
 from .scoring import Scorer, ScoreResult
+from .sample_cache import FramedSampleCache, shared_frame_cache
 from .segmenters import Segmenter
 
 #: Characters of the Text spaces: every printable character of the Basic Multilingual
@@ -41,53 +40,6 @@ class ProtocolText(spaces.Text):
 
     def __repr__(self) -> str:
         return f"Text({self.min_length}, {self.max_length}, charset=<{len(self.character_set)} printable BMP chars + \\n \\t>)"
-
-
-class FrameCache:
-    """Framed samples by dataset index, least recently used evicted beyond ``max_bytes``.
-
-    A reset spent ~75% of its time decoding and resizing to the frame; one-step episodes
-    revisit the same images, so the framed arrays are kept (never handed out themselves)."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max(0, int(max_bytes))
-        self.nbytes = 0
-        self._items: OrderedDict[int, FramedSample] = OrderedDict()
-
-    def get(self, index: int) -> FramedSample | None:
-        framed = self._items.get(index)
-        if framed is not None:
-            self._items.move_to_end(index)
-        return framed
-
-    def put(self, index: int, framed: FramedSample) -> None:
-        size = framed.image.nbytes + framed.gt_mask.nbytes
-        if size > self.max_bytes:
-            return
-        self._items[index] = framed
-        self.nbytes += size
-        while self.nbytes > self.max_bytes:
-            _, old = self._items.popitem(last=False)
-            self.nbytes -= old.image.nbytes + old.gt_mask.nbytes
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-#: Caches shared by the envs of one process that frame the same data the same way (the sub-envs
-#: of a sync vector env): each image is then decoded once, not once per sub-env. Held weakly,
-#: so a cache goes with its last env.
-_SHARED_FRAME_CACHES: "weakref.WeakValueDictionary[tuple, FrameCache]" = weakref.WeakValueDictionary()
-
-
-def shared_frame_cache(key: tuple, max_bytes: int) -> FrameCache:
-    """The process's :class:`FrameCache` for ``key`` (which includes the bound), made on first use."""
-    key = (*key, int(max_bytes))
-    cache = _SHARED_FRAME_CACHES.get(key)
-    if cache is None:
-        cache = FrameCache(max_bytes)
-        _SHARED_FRAME_CACHES[key] = cache
-    return cache
 
 
 def _shared_memory_async_worker_env() -> Any:
@@ -240,7 +192,7 @@ class Think2SegEnv(gym.Env):
         self.frame_cache = (
             shared_frame_cache((dataset_spec, split, None if root is None else str(root), question, seed or 0, strict,
                                 image_size), max_bytes)
-            if dataset is None and max_bytes > 0 else FrameCache(max_bytes)
+            if dataset is None and max_bytes > 0 else FramedSampleCache(max_bytes)
         )
         self._checked_worker = False
         self._framed: FramedSample | None = None
