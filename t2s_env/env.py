@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import warnings
 from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
@@ -22,6 +20,7 @@ from .reward import RewardWeights
 from .scoring import Scorer, ScoreResult
 from .sample_cache import FramedSampleCache, shared_frame_cache
 from .segmenters import Segmenter
+from .vector import warn_if_shared_memory_worker
 
 #: Characters of the Text spaces: every printable character of the Basic Multilingual
 #: Plane (Latin, Greek, Cyrillic, CJK, punctuation …) plus newline and tab, so that any
@@ -40,28 +39,6 @@ class ProtocolText(spaces.Text):
 
     def __repr__(self) -> str:
         return f"Text({self.min_length}, {self.max_length}, charset=<{len(self.character_set)} printable BMP chars + \\n \\t>)"
-
-
-def _shared_memory_async_worker_env() -> Any:
-    """The outermost env of the gymnasium AsyncVectorEnv worker we run in, when that worker
-    passes observations through shared memory; else None. (Found on the call stack: the
-    worker function holds ``shared_memory`` and ``env`` as locals.)"""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == "_async_worker" and "gymnasium" in frame.f_code.co_filename:
-            return frame.f_locals.get("env") if frame.f_locals.get("shared_memory") else None
-        frame = frame.f_back
-    return None
-
-
-def _has_text(space: spaces.Space) -> bool:
-    if isinstance(space, spaces.Text):
-        return True
-    if isinstance(space, spaces.Dict):
-        return any(_has_text(s) for s in space.spaces.values())
-    if isinstance(space, spaces.Tuple):
-        return any(_has_text(s) for s in space.spaces)
-    return False
 
 
 class Think2SegEnv(gym.Env):
@@ -221,7 +198,7 @@ class Think2SegEnv(gym.Env):
             index = int(self.np_random.integers(len(self.dataset)))
         if not self._checked_worker:
             self._checked_worker = True
-            self._warn_if_shared_memory_worker()
+            warn_if_shared_memory_worker()
         framed = self.frame_cache.get(index)
         if framed is None:
             framed = load_framed(self.dataset[index], self.image_size)
@@ -249,17 +226,6 @@ class Think2SegEnv(gym.Env):
         # at 840², 3 µs at the RL frame of 128²).
         obs = {"image": self._framed.image.copy(), "question": self._obs["question"]}
         return obs, self._result.reward, True, False, info
-
-    def _warn_if_shared_memory_worker(self) -> None:
-        env = _shared_memory_async_worker_env()
-        if env is not None and _has_text(getattr(env, "observation_space", spaces.Box(0, 1))):
-            warnings.warn(
-                "Think2SegEnv runs in a gymnasium AsyncVectorEnv with shared_memory=True: its Text "
-                "observations (the question) come back stale. Use t2s_env.make_vec(..., "
-                "vectorization_mode='async') or AsyncVectorEnv(..., shared_memory=False).",
-                RuntimeWarning,
-                stacklevel=2,
-            )
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array" or self._framed is None:
