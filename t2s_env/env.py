@@ -8,37 +8,24 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from .coords import DEFAULT_COORD_FRAME, get_coord_frame
 from .datasets import Sample, make_dataset
 from .errors import ConfigError
-from .coords import DEFAULT_COORD_FRAME, get_coord_frame
+from .framing import DEFAULT_IMAGE_SIZE, MAX_IMAGE_SIZE, FramedSample, load_framed
 from .instructions import DEFAULT_VARIANT, PromptVariant, coord_variant, get_variant
-from .framing import DEFAULT_IMAGE_SIZE, FramedSample, load_framed
 from .observation import make_observation
 from .parser import MAX_COMPLETION_CHARS, ParserMode
 from .render import draw_overlay
 from .reward import RewardWeights
-from .scoring import Scorer, ScoreResult
 from .sample_cache import FramedSampleCache, shared_frame_cache
+from .scoring import Scorer, ScoreResult
 from .segmenters import Segmenter
+from .text_space import CHARSET, ProtocolText
 from .vector import warn_if_shared_memory_worker
 
-#: Characters of the Text spaces: every printable character of the Basic Multilingual
-#: Plane (Latin, Greek, Cyrillic, CJK, punctuation …) plus newline and tab, so that any
-#: dataset question and any completion an LVLM writes lies in the space.
-CHARSET = frozenset(c for c in map(chr, range(0x20, 0xD800)) if c.isprintable()) | {"\n", "\t"}
 MAX_QUESTION_LENGTH = 2048
-#: Largest protocol frame side: a 4096² frame is already 50 MB per image and its mask.
-MAX_IMAGE_SIZE = 4096
 #: Default bound of each env's cache of framed samples (image + mask in the frame).
 DEFAULT_FRAME_CACHE_MB = 256
-
-
-class ProtocolText(spaces.Text):
-    """``spaces.Text`` over :data:`CHARSET` whose repr stays short: gymnasium's lists all
-    ~54,000 characters, so ``print(env.observation_space)`` wrote 54 kB."""
-
-    def __repr__(self) -> str:
-        return f"Text({self.min_length}, {self.max_length}, charset=<{len(self.character_set)} printable BMP chars + \\n \\t>)"
 
 
 class Think2SegEnv(gym.Env):
