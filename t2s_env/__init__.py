@@ -19,7 +19,8 @@ from .datasets import EarthReasonDataset, Sample, make_dataset
 from .env import Think2SegEnv
 from .errors import CheckpointError, ConfigError, DatasetError, T2SError
 from .instructions import SYSTEM_PROMPT, VARIANTS, PromptVariant, build_messages, format_completion, get_variant
-from .metrics import PROTOCOLS, MetricProtocol, get_protocol, intersection_union, summarize, summarize_records
+from .iou import intersection_union
+from .metrics import PROTOCOLS, MetricProtocol, get_protocol, summarize, summarize_records
 from .framing import FramedSample, load_framed
 from .observation import make_observation
 from .parser import ParsedAnswer, parse_completion, think_format_ok

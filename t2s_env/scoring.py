@@ -19,7 +19,7 @@ import torch
 from .coords import get_coord_frame
 from .errors import ConfigError
 from .instructions import DEFAULT_VARIANT, PromptVariant, format_completion, get_variant
-from .metrics import intersection_union
+from .iou import intersection_union
 from .parser import (
     DEFAULT_MAX_INSTANCES,
     PROMPT_GEOMETRIES,

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from t2s_env.errors import ConfigError
+from t2s_env.iou import intersection_union
 from t2s_env.metrics import (
     PROTOCOLS,
     MetricProtocol,
     get_protocol,
-    intersection_union,
     per_sample_iou,
     summarize,
     summarize_records,
