@@ -56,7 +56,8 @@ from t2s_env.datasets import parse_dataset_spec
 from t2s_env.framing import ScoringFrames as Frames, load_scoring_frames as load_frames, map_answer
 from t2s_env.coords import check_frame_match
 from t2s_env.instructions import DEFAULT_VARIANT, coord_variant as frame_variant
-from t2s_env.metrics import PROTOCOLS, bootstrap_intervals, per_sample_iou, protocol_fields, protocol_with_options
+from t2s_env.metrics import bootstrap_intervals, per_sample_iou
+from t2s_env.protocol import PROTOCOLS, protocol_fields, protocol_with_options
 from t2s_env.scoring import ScoreResult, completion_text
 from t2s_env.segmenters import SEGMENTERS, Segmenter
 

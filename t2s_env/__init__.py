@@ -18,13 +18,14 @@ from gymnasium.envs.registration import register, registry
 from .datasets import EarthReasonDataset, Sample, make_dataset
 from .env import Think2SegEnv
 from .errors import CheckpointError, ConfigError, DatasetError, T2SError
+from .framing import FramedSample, load_framed
 from .instructions import SYSTEM_PROMPT, VARIANTS, PromptVariant, build_messages, format_completion, get_variant
 from .iou import intersection_union
-from .metrics import PROTOCOLS, MetricProtocol, get_protocol, summarize, summarize_records
-from .framing import FramedSample, load_framed
+from .metrics import summarize, summarize_records
 from .observation import make_observation
 from .parser import ParsedAnswer, parse_completion, think_format_ok
 from .prompt import GeometricPrompt
+from .protocol import PROTOCOLS, MetricProtocol, get_protocol
 from .render import draw_overlay
 from .reward import RewardWeights, reward_components, total_reward
 from .scoring import Scorer, ScoreResult, make_reward_functions

@@ -13,7 +13,7 @@ from t2s_env import ConfigError, Scorer, parse_completion
 from t2s_env.coords import COORD_FRAMES, check_frame_match, from_pixels, get_coord_frame, to_pixels
 from t2s_env.env import Think2SegEnv
 from t2s_env.instructions import build_messages, coord_variant, get_variant
-from t2s_env.metrics import MetricProtocol
+from t2s_env.protocol import MetricProtocol
 from t2s_env.prompt import GeometricPrompt
 from tests.datagen import write_rectangle_dataset
 

@@ -577,7 +577,7 @@ def test_every_protocol_field_from_the_cli_is_recorded_in_full(rect_root, tmp_pa
         p = cfg["protocol"]
         assert p["empty_rule"] == "skip" and p["comparator"] == ">"
         assert p["prompt_geometry"] == "raw" and p["pr_denominator"] == "predicted"  # the preset's others
-        from t2s_env.metrics import protocol_fields
+        from t2s_env.protocol import protocol_fields
 
         assert set(p) == {"name", *protocol_fields()}  # every field, resolved
         assert read_metrics(d)["protocol"] == p
