@@ -20,6 +20,7 @@ from .env import Think2SegEnv
 from .errors import CheckpointError, ConfigError, DatasetError, T2SError
 from .framing import FramedSample, load_framed
 from .instructions import SYSTEM_PROMPT, VARIANTS, PromptVariant, build_messages, format_completion, get_variant
+from .integrations.trl import make_reward_functions
 from .iou import intersection_union
 from .metrics import summarize, summarize_records
 from .observation import make_observation
@@ -28,7 +29,7 @@ from .prompt import GeometricPrompt
 from .protocol import PROTOCOLS, MetricProtocol, get_protocol
 from .render import draw_overlay
 from .reward import RewardWeights, reward_components, total_reward
-from .scoring import Scorer, ScoreResult, make_reward_functions
+from .scoring import Scorer, ScoreResult
 from .segmenters import Segmenter, make_segmenter
 from .vector import make_vec
 
