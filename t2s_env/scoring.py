@@ -132,6 +132,15 @@ def completion_text(completion: Any) -> str | Any:
     return completion
 
 
+def _group_keys(groups: Sequence[Any], image_keys: Sequence[Any] | None) -> Sequence[Any]:
+    """One image key per group (default: every group its own image)."""
+    if image_keys is None:
+        return list(range(len(groups)))
+    if len(image_keys) != len(groups):
+        raise ValueError(f"{len(image_keys)} image keys for {len(groups)} groups")
+    return image_keys
+
+
 class Scorer:
     """Parse → segment → IoU → reward for groups of completions.
 
@@ -201,22 +210,18 @@ class Scorer:
         groups: Sequence[tuple[np.ndarray, np.ndarray, Sequence[Any]]],
         image_keys: Sequence[Any] | None = None,
     ) -> list[list[ScoreResult]]:
-        """Score several groups ``(image, gt_mask, completions)``.
+        """Score several groups ``(image, gt_mask, completions)``: each completion parsed
+        (identical ones once per group), then :meth:`score_parsed`.
 
         Images are encoded in batches of ``encode_batch_size``, and only when some
         completion of the group needs a mask. Groups with equal ``image_keys`` show the
         same image (e.g. two referring expressions with different masks): it is encoded
         once for all of them.
         """
-        if image_keys is None:
-            image_keys = list(range(len(groups)))
-        elif len(image_keys) != len(groups):
-            raise ValueError(f"{len(image_keys)} image keys for {len(groups)} groups")
+        image_keys = _group_keys(groups, image_keys)
         parsed = []
         for image, gt, completions in groups:
             h, w = gt.shape
-            if image.shape[:2] != (h, w):
-                raise ValueError(f"image {image.shape[:2]} and mask {gt.shape} differ in size")
             # Identical completions (frequent within a GRPO group) are parsed once.
             seen: dict[str, tuple[ParsedAnswer, bool]] = {}
             answers = []
@@ -228,10 +233,29 @@ class Scorer:
                     answers.append(seen[text])
                 else:
                     answers.append(self._parse_text(text, (w, h)))
-            parsed.append(answers)
+            parsed.append((image, gt, answers))
+        return self.score_parsed(parsed, image_keys)
+
+    def score_parsed(
+        self,
+        groups: Sequence[tuple[np.ndarray, np.ndarray, Sequence[tuple[ParsedAnswer, bool]]]],
+        image_keys: Sequence[Any] | None = None,
+    ) -> list[list[ScoreResult]]:
+        """Score groups ``(image, gt_mask, answers)`` whose answers are already parsed:
+        ``(ParsedAnswer, json_ok)`` pairs as :meth:`parse` returns them, possibly mapped
+        since (e.g. to another frame with ``t2s_env.framing.map_answer``). The answers'
+        prompts are pixels of ``image`` (H, W, 3); ``gt_mask`` is (H, W) bool.
+
+        Encoding is as in :meth:`score_many`: in batches, only for groups with something
+        to segment, once per distinct ``image_keys`` value.
+        """
+        image_keys = _group_keys(groups, image_keys)
+        for image, gt, _ in groups:
+            if image.shape[:2] != gt.shape:
+                raise ValueError(f"image {image.shape[:2]} and mask {gt.shape} differ in size")
         # Groups that need a mask, batched by distinct image.
         by_image: dict[Any, list[int]] = {}
-        for g, answers in enumerate(parsed):
+        for g, (_, _, answers) in enumerate(groups):
             if any(a.ok and a.prompts for a, _ in answers):
                 by_image.setdefault(image_keys[g], []).append(g)
         keys = list(by_image)
@@ -241,11 +265,11 @@ class Scorer:
             embeddings = self.segmenter.encode_batch([groups[by_image[k][0]][0] for k in chunk])
             for k, emb in zip(chunk, embeddings):
                 for g in by_image[k]:
-                    results[g] = self._finish(groups[g][1], parsed[g], emb)
+                    results[g] = self._finish(groups[g][1], list(groups[g][2]), emb)
             del embeddings
         for g in range(len(groups)):
             if results[g] is None:
-                results[g] = self._finish(groups[g][1], parsed[g], None)
+                results[g] = self._finish(groups[g][1], list(groups[g][2]), None)
         return results  # type: ignore[return-value]
 
     def _finish(self, gt: np.ndarray, answers: list[tuple[ParsedAnswer, bool]], embedding: Any) -> list[ScoreResult]:
