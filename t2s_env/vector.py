@@ -39,8 +39,9 @@ def default_async_context() -> str:
 
 
 def _make_one(env_id: str, wrappers: Sequence[Callable[[gym.Env], gym.Env]], env_kwargs: dict[str, Any]) -> gym.Env:
-    import t2s_env  # noqa: F401  (a spawned worker must register the env ids first)
+    from t2s_env.registration import register_envs
 
+    register_envs()  # a spawned worker must register the env ids first
     env = gym.make(env_id, **env_kwargs)
     for wrap in wrappers:
         env = wrap(env)
