@@ -1,8 +1,35 @@
 """trl reward functions: the environment's reward as trl's ``GRPOTrainer`` calls it.
 
-:func:`make_reward_functions` builds the three reward callables (``iou``, ``json``,
-``think``) over a :class:`~t2s_env.scoring.Scorer` (or a
-:class:`~t2s_env.remote.RemoteScorer`) that a training script made.
+Two ways in:
+
+- :func:`make_reward_functions` builds the three reward callables (``iou``, ``json``,
+  ``think``) over a :class:`~t2s_env.scoring.Scorer` (or a
+  :class:`~t2s_env.remote.RemoteScorer`) that a training script made (``t2s train grpo``).
+- :func:`t2s_iou`, :func:`t2s_json` and :func:`t2s_think` are module-level functions that
+  trl's own scripts name by dotted path (``trl/scripts/grpo.py`` imports the module before
+  the last dot and takes the attribute)::
+
+      trl grpo ... --reward_funcs t2s_env.integrations.trl.t2s_iou \
+          t2s_env.integrations.trl.t2s_json t2s_env.integrations.trl.t2s_think \
+          --reward_weights 2 1 1
+
+  With weights 2, 1, 1 their sum is SPEC §4's reward. trl calls each as
+  ``f(prompts=, completions=, completion_ids=, **columns)`` with every dataset column.
+
+The scorer of the module-level functions is configured as the verl and EasyR1 adapters'
+(:mod:`t2s_env.integrations.backend`, built once per process and set of options): by
+:func:`configure` (``configure(segmenter="sam2:small", coord_frame="rel1000")``), else by
+the JSON object in ``T2S_REWARD_OPTIONS``, else by the backend's defaults (``T2S_SCORER_URL``
+scores through ``t2s serve``; otherwise a local ``T2S_SEGMENTER``, default ``sam2:small``).
+
+Columns :func:`t2s_iou` reads (the format rewards read only the completions), one of:
+
+- ``ground_truth``: a Think2Seg reference (:mod:`t2s_env.integrations.refs`), as ``t2s data
+  export`` writes it; verl's ``reward_model`` column (``{"style": "rule", "ground_truth":
+  ...}``) is read too. The completions are scored on the pixels the reference resolves to.
+- ``image`` (PIL or array in the protocol frame; trl's ``images`` lists too) and ``gt_mask``
+  ((H, W) bool per row), optionally ``image_id`` and ``sample_id`` to group rows that share
+  an image (:func:`make_reward_functions`).
 
 This module sits beside the verl and EasyR1 adapters and uses absolute imports only.
 """
@@ -10,10 +37,15 @@ This module sits beside the verl and EasyR1 adapters and uses absolute imports o
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable
+import json
+import os
+import threading
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from t2s_env.errors import ConfigError
+from t2s_env.integrations.backend import backend, check_options, score_references
 from t2s_env.reward import COMPONENTS
 from t2s_env.scoring import Scorer, ScoreResult, completion_text
 
@@ -108,4 +140,95 @@ def make_reward_functions(
     return [iou, json_format, think_format]
 
 
-__all__ = ["make_reward_functions"]
+# -- module-level reward functions, for trl's scripts (--reward_funcs by dotted path) ------
+
+#: the options :func:`configure` set (None: read them from T2S_REWARD_OPTIONS)
+_CONFIGURED: dict[str, Any] | None = None
+_FUNCS: dict[str, list[Callable[..., list[float]]]] = {}
+_LOCK = threading.Lock()
+OPTIONS_VARIABLE = "T2S_REWARD_OPTIONS"
+#: keywords GRPOTrainer adds to the dataset's columns (trl 1.16 _calculate_rewards)
+TRAINER_KEYWORDS = ("completion_ids", "trainer_state", "log_extra", "log_metric", "environments")
+
+
+def configure(**options: Any) -> None:
+    """Set the scorer options of :func:`t2s_iou`, :func:`t2s_json` and :func:`t2s_think`
+    for this process (those of :mod:`t2s_env.integrations.backend`: ``remote``,
+    ``segmenter``, ``device``, ``coord_frame`` ...). Replaces earlier ones and
+    ``T2S_REWARD_OPTIONS``; an unknown option is a one-line ConfigError."""
+    global _CONFIGURED
+    _CONFIGURED = check_options(options)
+
+
+def reward_options() -> dict[str, Any]:
+    """The options in force: those of :func:`configure`, else the JSON object in
+    ``T2S_REWARD_OPTIONS``, else none (the backend's defaults: ``T2S_SCORER_URL``,
+    ``T2S_SEGMENTER``)."""
+    if _CONFIGURED is not None:
+        return dict(_CONFIGURED)
+    text = os.environ.get(OPTIONS_VARIABLE, "").strip()
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{OPTIONS_VARIABLE}={text[:80]!r} is not JSON ({exc}); give an object such as "
+                          '\'{"segmenter": "sam2:small", "coord_frame": "rel1000"}\'') from None
+    if not isinstance(options, dict):
+        raise ConfigError(f"{OPTIONS_VARIABLE} must hold a JSON object of scorer options, got {type(options).__name__}")
+    return check_options(options)
+
+
+def _reward_functions(options: dict[str, Any]) -> list[Callable[..., list[float]]]:
+    """The :func:`make_reward_functions` callables over the backend scorer of ``options``."""
+    key = json.dumps(options, sort_keys=True, default=str)
+    with _LOCK:
+        if key not in _FUNCS:
+            _FUNCS[key] = make_reward_functions(backend(options)[0])
+        return _FUNCS[key]
+
+
+def _references(columns: dict[str, Any]) -> list[Any] | None:
+    """The rows' ground-truth references: a ``ground_truth`` column, or verl's
+    ``reward_model`` column (``{"style": "rule", "ground_truth": ...}``); None without."""
+    if columns.get("ground_truth") is not None:
+        return list(columns["ground_truth"])
+    rows = columns.get("reward_model")
+    if rows is None:
+        return None
+    refs = []
+    for row in rows:
+        if not isinstance(row, dict) or "ground_truth" not in row:
+            raise ConfigError("the reward_model column must hold {'ground_truth': <reference>} per row, "
+                              "as `t2s data export verl` writes it")
+        refs.append(row["ground_truth"])
+    return refs
+
+
+def t2s_iou(prompts: Any = None, completions: Sequence[Any] = (), **columns: Any) -> list[float]:
+    """The IoU term of each completion (in [0, 1]; SPEC §4's empty-GT rule), scored against
+    the row's ``ground_truth`` reference, or its ``image`` and ``gt_mask`` columns."""
+    options = reward_options()
+    refs = _references(columns)
+    if refs is not None:
+        return [float(r.reward_components["iou"]) for r in score_references(list(completions), refs, options)]
+    if (columns.get("image") is None and columns.get("images") is None) or "gt_mask" not in columns:
+        names = sorted(k for k in columns if k not in TRAINER_KEYWORDS)
+        raise ConfigError(
+            "t2s_iou needs a 'ground_truth' column (a reference, as `t2s data export` writes) or "
+            f"'image' and 'gt_mask' columns; the rows have {', '.join(names) or 'no columns'}"
+        )
+    return _reward_functions(options)[0](prompts, completions, **columns)
+
+
+def t2s_json(prompts: Any = None, completions: Sequence[Any] = (), **columns: Any) -> list[float]:
+    """1 for each completion whose answer parses in strict mode, else 0."""
+    return _reward_functions(reward_options())[1](prompts, completions, **columns)
+
+
+def t2s_think(prompts: Any = None, completions: Sequence[Any] = (), **columns: Any) -> list[float]:
+    """1 for each completion in the ``<think>…</think><answer>…</answer>`` format, else 0."""
+    return _reward_functions(reward_options())[2](prompts, completions, **columns)
+
+
+__all__ = ["configure", "make_reward_functions", "reward_options", "t2s_iou", "t2s_json", "t2s_think"]
