@@ -186,10 +186,7 @@ class Think2SegEnv(gym.Env):
         if not self._checked_worker:
             self._checked_worker = True
             warn_if_shared_memory_worker()
-        framed = self.frame_cache.get(index)
-        if framed is None:
-            framed = load_framed(self.dataset[index], self.image_size)
-            self.frame_cache.put(index, framed)
+        framed = self.frame_cache.get_or_load(index, lambda: load_framed(self.dataset[index], self.image_size))
         self._framed = framed
         self._obs, info = make_observation(self._framed, self.variant, self.privileged)
         # Gymnasium's contract: every call returns new data (the cache keeps the original).

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
+from typing import Callable
 
 from .framing import FramedSample
 
 
 class FramedSampleCache:
-    """Framed samples by dataset index, least recently used evicted beyond ``max_bytes``."""
+    """Framed samples by dataset index, least recently used evicted beyond ``max_bytes``
+    (image + mask bytes) or beyond ``max_items`` samples (None: no count bound)."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, max_items: int | None = None) -> None:
         self.max_bytes = max(0, int(max_bytes))
+        self.max_items = None if max_items is None else max(1, int(max_items))
         self.nbytes = 0
         self._items: OrderedDict[int, FramedSample] = OrderedDict()
 
@@ -33,9 +36,17 @@ class FramedSampleCache:
             return
         self._items[index] = framed
         self.nbytes += size
-        while self.nbytes > self.max_bytes:
+        while self.nbytes > self.max_bytes or (self.max_items is not None and len(self._items) > self.max_items):
             _, old = self._items.popitem(last=False)
             self.nbytes -= old.image.nbytes + old.gt_mask.nbytes
+
+    def get_or_load(self, index: int, load: Callable[[], FramedSample]) -> FramedSample:
+        """The cached sample of ``index``, or ``load()`` kept (when it fits) and returned."""
+        framed = self.get(index)
+        if framed is None:
+            framed = load()
+            self.put(index, framed)
+        return framed
 
     def __len__(self) -> int:
         return len(self._items)
