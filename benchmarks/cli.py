@@ -32,7 +32,7 @@ import time
 from typing import Any, Sequence
 
 from t2s_env import ConfigError
-from t2s_env.metrics import PROTOCOLS, protocol_fields
+from t2s_env.protocol import PROTOCOLS, protocol_fields
 
 import think2seg.agents as agent_registry
 

@@ -26,7 +26,8 @@ from typing import Any, Sequence
 
 from t2s_env import ConfigError, T2SError
 from t2s_env.datasets import parse_dataset_spec
-from t2s_env.metrics import DEFAULT_BOOTSTRAP, INTERVAL_KEYS, MetricProtocol, paired_bootstrap
+from t2s_env.metrics import DEFAULT_BOOTSTRAP, INTERVAL_KEYS, paired_bootstrap
+from t2s_env.protocol import MetricProtocol
 
 from .results_store import ResultsStore, RunRow
 from .rundir import RunDir

@@ -31,8 +31,8 @@ import yaml
 from t2s_env import ConfigError, MetricProtocol, T2SError, get_variant, make_dataset, make_segmenter
 from t2s_env.coords import check_frame_match
 from t2s_env.datasets import parse_dataset_spec
-from t2s_env.instructions import DEFAULT_VARIANT, frame_variant
-from t2s_env.metrics import protocol_fields, protocol_with_options
+from t2s_env.instructions import DEFAULT_VARIANT, coord_variant
+from t2s_env.protocol import protocol_fields, protocol_with_options
 from t2s_env.options import parse_key_values
 from t2s_env.segmenters import SEGMENTERS, Segmenter
 
@@ -264,7 +264,7 @@ def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str])
     seg_options = parse_key_values(args.segmenter_option, "--segmenter-option")
     protocol = resolve_protocol(args)
     # a relative coord_frame asks in its own wording (NAME@FRAME, t2s_env.instructions)
-    variant = frame_variant(get_variant(args.prompt_variant or DEFAULT_VARIANT), protocol.coord_frame).name
+    variant = coord_variant(get_variant(args.prompt_variant or DEFAULT_VARIANT), protocol.coord_frame).name
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
     seed = 0 if args.seed is None else args.seed

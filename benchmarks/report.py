@@ -35,6 +35,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from t2s_env import ConfigError, T2SError
+from t2s_env.framing import load_scoring_frames
 from t2s_env.render import draw_overlay
 
 from .leaderboard import Entry, collect
@@ -320,16 +321,8 @@ class Renderer:
         size = protocol.get("image_size") or 840  # schema-1 runs wrote None for the native frame
         key = (sample.sample_id, str(sample.image_path), size, protocol.get("resize", "square"))
         if key not in self.frames:
-            try:
-                from t2s_env.frames import load_frames
-            except ImportError:  # an older library: square frames only
-                from t2s_env.observation import load_framed
-
-                f = load_framed(sample, size)
-                self.frames[key] = (f.image, f.gt_mask)
-            else:
-                framed = load_frames(sample, size, protocol.get("resize", "square"), "agent").framed
-                self.frames[key] = (framed.image, framed.gt_mask)
+            framed = load_scoring_frames(sample, size, protocol.get("resize", "square"), "agent").framed
+            self.frames[key] = (framed.image, framed.gt_mask)
         return self.frames[key]
 
     def tile(self, run: RunData, record: Mapping[str, Any]) -> tuple[str | None, str | None]:

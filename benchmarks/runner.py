@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from t2s_env import MetricProtocol, Scorer, T2SError, make_observation, summarize_records
-from t2s_env.frames import Frames, load_frames, map_answer
+from t2s_env.framing import ScoringFrames, load_scoring_frames, map_answer
 from t2s_env.metrics import bootstrap_intervals, per_sample_iou
 from t2s_env.scoring import ScoreResult, completion_text
 from t2s_env.segmenters import Segmenter
@@ -108,7 +108,7 @@ class Batch:
     fewer): what the stages hand on to each other."""
 
     indices: list[int]                #: every sample some run needs, in dataset order
-    frames: dict[int, Frames]         #: each sample loaded once, for every run
+    frames: dict[int, ScoringFrames]         #: each sample loaded once, for every run
     need: list[list[int]]             #: per run (job.runs order): the samples it answers
 
     def slots(self) -> list[list[Slot]]:
@@ -244,7 +244,7 @@ def make_record(sample: Any, completion: str | None, error: str | None, result: 
 
 
 def score_in_protocol_frame(job: Job, scorer: Scorer,
-                            items: Sequence[tuple[Frames, Sequence[str]]]) -> list[list[ScoreResult]]:
+                            items: Sequence[tuple[ScoringFrames, Sequence[str]]]) -> list[list[ScoreResult]]:
     """Score each sample's completions in the protocol's scoring frame. In the agent's
     frame this is :meth:`Scorer.score_many`; at the original size the answers are parsed in
     the agent's frame (clipped to it under ``clipped`` geometry), their prompts mapped back,
@@ -262,9 +262,9 @@ def score_in_protocol_frame(job: Job, scorer: Scorer,
     return scorer.score_parsed(groups)
 
 
-def frames_of(job: Job, index: int) -> Frames:
+def frames_of(job: Job, index: int) -> ScoringFrames:
     p = job.protocol
-    return load_frames(job.samples[index], p.image_size, p.resize, p.iou_frame)
+    return load_scoring_frames(job.samples[index], p.image_size, p.resize, p.iou_frame)
 
 
 def observation(framed: Any, job: Job, agent: Agent) -> tuple[dict, dict]:
@@ -277,7 +277,7 @@ def observation(framed: Any, job: Job, agent: Agent) -> tuple[dict, dict]:
     return obs, info
 
 
-def tile(frames: Frames, record: Mapping[str, Any], result: ScoreResult) -> np.ndarray:
+def tile(frames: ScoringFrames, record: Mapping[str, Any], result: ScoreResult) -> np.ndarray:
     """The overlay in the scoring frame (image, GT and prompts as the segmenter saw them)."""
     caption = f"{record['sample_id']}  IoU {record['iou']:.2f}"
     return tensorboard_log.make_tile(frames.image, frames.gt_mask, result.mask, result.prompts, caption,

@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 
-from t2s_env.metrics import intersection_union, summarize
+from t2s_env.iou import intersection_union
+from t2s_env.metrics import summarize
 
 N_MASKS = 10_000
 CHUNK = 250

@@ -48,7 +48,7 @@ import numpy as np
 
 from t2s_env.coords import COORD_FRAMES, DEFAULT_COORD_FRAME
 from t2s_env.errors import ConfigError, DatasetError, T2SError, did_you_mean
-from t2s_env.instructions import frame_variant
+from t2s_env.instructions import coord_variant
 from t2s_env.integrations.cache import EncodeCache, image_digest
 from t2s_env.integrations.refs import GroundTruthRef, RefResolver, ResolvedRef
 from t2s_env.options import parse_key_values
@@ -633,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TypeError as exc:
         raise ConfigError(f"segmenter {args.segmenter!r} does not take these options: {exc}") from None
     # the env's rule: a relative frame asks (and is parsed) in the variant NAME@FRAME
-    variant = frame_variant(args.prompt_variant, args.coord_frame)
+    variant = coord_variant(args.prompt_variant, args.coord_frame)
     scorer = Scorer(segmenter, prompt_variant=variant, parser_mode=args.parser_mode, coord_frame=args.coord_frame)
     app = create_app(scorer, limits, args.max_batch, args.max_wait_ms / 1000.0, token, args.data_root)
     sock = bind(args.host, args.port)

@@ -72,7 +72,7 @@ from t2s_env import (
 from t2s_env.datasets import EarthReasonDataset, seeded_choice
 from t2s_env.coords import check_frame_match, get_coord_frame
 from t2s_env.errors import CheckpointError
-from t2s_env.instructions import frame_variant
+from t2s_env.instructions import coord_variant
 from think2seg.scripts.config import config_values, parse_config, save_resolved_config
 
 DEFAULT_LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -744,7 +744,7 @@ def resolve_family(cfg: Config, model_path: str) -> Any:
         check_frame_match(family.coord_frame, frame, f"{model_path} ({family.label})",
                           f"set coord_frame={family.coord_frame}, or allow_frame_mismatch=true to train in {frame}")
     cfg.script.coord_frame = get_coord_frame(frame).name
-    cfg.script.prompt_variant = frame_variant(cfg.script.prompt_variant, cfg.script.coord_frame).name
+    cfg.script.prompt_variant = coord_variant(cfg.script.prompt_variant, cfg.script.coord_frame).name
     return family
 
 

@@ -13,50 +13,28 @@ package first, so it works without an explicit import too.
 
 from __future__ import annotations
 
-from gymnasium.envs.registration import register, registry
-
 from .datasets import EarthReasonDataset, Sample, make_dataset
 from .env import Think2SegEnv
 from .errors import CheckpointError, ConfigError, DatasetError, T2SError
+from .framing import FramedSample, load_framed
 from .instructions import SYSTEM_PROMPT, VARIANTS, PromptVariant, build_messages, format_completion, get_variant
-from .metrics import PROTOCOLS, MetricProtocol, get_protocol, intersection_union, summarize, summarize_records
-from .observation import FramedSample, load_framed, make_observation
+from .integrations.trl import make_reward_functions
+from .iou import intersection_union
+from .metrics import summarize, summarize_records
+from .observation import make_observation
 from .parser import ParsedAnswer, parse_completion, think_format_ok
 from .prompt import GeometricPrompt
+from .protocol import PROTOCOLS, MetricProtocol, get_protocol
+from .registration import register_envs
 from .render import draw_overlay
 from .reward import RewardWeights, reward_components, total_reward
-from .scoring import Scorer, ScoreResult, make_reward_functions
+from .scoring import Scorer, ScoreResult
 from .segmenters import Segmenter, make_segmenter
 from .vector import make_vec
 
 __version__ = "0.1.0"
 
-if "Think2Seg-EarthReason-v0" not in registry:
-    register(
-        id="Think2Seg-EarthReason-v0",
-        entry_point="t2s_env.env:Think2SegEnv",
-        kwargs={"dataset_spec": "earthreason", "segmenter": "sam2:small"},
-    )
-if "Think2Seg-Synthetic-v0" not in registry:
-    register(
-        id="Think2Seg-Synthetic-v0",
-        entry_point="t2s_env.env:Think2SegEnv",
-        kwargs={"dataset_spec": "synthetic", "segmenter": "grabcut"},
-    )
-# The referring benchmarks, evaluated as upstream does (test split, SAM2.1 small, the
-# bbox+2pos instruction; each dataset's {Question} per instructions.QUESTION_TEMPLATES).
-for _env_id, _spec in (
-    ("Think2Seg-RRSISD-v0", "rrsisd"),
-    ("Think2Seg-RefSegRS-v0", "refsegrs"),
-    ("Think2Seg-RISBench-v0", "risbench"),
-):
-    if _env_id not in registry:
-        register(
-            id=_env_id,
-            entry_point="t2s_env.env:Think2SegEnv",
-            kwargs={"dataset_spec": _spec, "split": "test", "segmenter": "sam2:small", "prompt_variant": "bbox+2pos"},
-        )
-del _env_id, _spec
+register_envs()
 
 __all__ = [
     "CheckpointError",

@@ -136,7 +136,7 @@ def relative_to_pixels(
             x1, y1 = px(p.box[0], p.box[1])
             x2, y2 = px(p.box[2], p.box[3])
             box = (x1, y1, x2, y2)
-        q = GeometricPrompt._of_floats(
+        q = GeometricPrompt.of_floats(
             box,
             tuple(px(x, y) for x, y in p.positive_points),
             tuple(px(x, y) for x, y in p.negative_points),

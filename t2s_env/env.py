@@ -2,113 +2,30 @@
 
 from __future__ import annotations
 
-import sys
-import warnings
-import weakref
-from collections import OrderedDict
 from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from .coords import DEFAULT_COORD_FRAME, get_coord_frame
 from .datasets import Sample, make_dataset
 from .errors import ConfigError
-from .coords import DEFAULT_COORD_FRAME, get_coord_frame
-from .instructions import DEFAULT_VARIANT, PromptVariant, frame_variant, get_variant
-from .observation import DEFAULT_IMAGE_SIZE, FramedSample, load_framed, make_observation
+from .framing import DEFAULT_IMAGE_SIZE, MAX_IMAGE_SIZE, FramedSample, load_framed
+from .instructions import DEFAULT_VARIANT, PromptVariant, coord_variant, get_variant
+from .observation import make_observation
 from .parser import MAX_COMPLETION_CHARS, ParserMode
 from .render import draw_overlay
 from .reward import RewardWeights
+from .sample_cache import FramedSampleCache, shared_frame_cache
 from .scoring import Scorer, ScoreResult
 from .segmenters import Segmenter
+from .text_space import CHARSET, ProtocolText
+from .vector import warn_if_shared_memory_worker
 
-#: Characters of the Text spaces: every printable character of the Basic Multilingual
-#: Plane (Latin, Greek, Cyrillic, CJK, punctuation …) plus newline and tab, so that any
-#: dataset question and any completion an LVLM writes lies in the space.
-CHARSET = frozenset(c for c in map(chr, range(0x20, 0xD800)) if c.isprintable()) | {"\n", "\t"}
 MAX_QUESTION_LENGTH = 2048
-#: Largest protocol frame side: a 4096² frame is already 50 MB per image and its mask.
-MAX_IMAGE_SIZE = 4096
 #: Default bound of each env's cache of framed samples (image + mask in the frame).
 DEFAULT_FRAME_CACHE_MB = 256
-
-
-class ProtocolText(spaces.Text):
-    """``spaces.Text`` over :data:`CHARSET` whose repr stays short: gymnasium's lists all
-    ~54,000 characters, so ``print(env.observation_space)`` wrote 54 kB."""
-
-    def __repr__(self) -> str:
-        return f"Text({self.min_length}, {self.max_length}, charset=<{len(self.character_set)} printable BMP chars + \\n \\t>)"
-
-
-class FrameCache:
-    """Framed samples by dataset index, least recently used evicted beyond ``max_bytes``.
-
-    A reset spent ~75% of its time decoding and resizing to the frame; one-step episodes
-    revisit the same images, so the framed arrays are kept (never handed out themselves)."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max(0, int(max_bytes))
-        self.nbytes = 0
-        self._items: OrderedDict[int, FramedSample] = OrderedDict()
-
-    def get(self, index: int) -> FramedSample | None:
-        framed = self._items.get(index)
-        if framed is not None:
-            self._items.move_to_end(index)
-        return framed
-
-    def put(self, index: int, framed: FramedSample) -> None:
-        size = framed.image.nbytes + framed.gt_mask.nbytes
-        if size > self.max_bytes:
-            return
-        self._items[index] = framed
-        self.nbytes += size
-        while self.nbytes > self.max_bytes:
-            _, old = self._items.popitem(last=False)
-            self.nbytes -= old.image.nbytes + old.gt_mask.nbytes
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-#: Caches shared by the envs of one process that frame the same data the same way (the sub-envs
-#: of a sync vector env): each image is then decoded once, not once per sub-env. Held weakly,
-#: so a cache goes with its last env.
-_SHARED_FRAME_CACHES: "weakref.WeakValueDictionary[tuple, FrameCache]" = weakref.WeakValueDictionary()
-
-
-def shared_frame_cache(key: tuple, max_bytes: int) -> FrameCache:
-    """The process's :class:`FrameCache` for ``key`` (which includes the bound), made on first use."""
-    key = (*key, int(max_bytes))
-    cache = _SHARED_FRAME_CACHES.get(key)
-    if cache is None:
-        cache = FrameCache(max_bytes)
-        _SHARED_FRAME_CACHES[key] = cache
-    return cache
-
-
-def _shared_memory_async_worker_env() -> Any:
-    """The outermost env of the gymnasium AsyncVectorEnv worker we run in, when that worker
-    passes observations through shared memory; else None. (Found on the call stack: the
-    worker function holds ``shared_memory`` and ``env`` as locals.)"""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == "_async_worker" and "gymnasium" in frame.f_code.co_filename:
-            return frame.f_locals.get("env") if frame.f_locals.get("shared_memory") else None
-        frame = frame.f_back
-    return None
-
-
-def _has_text(space: spaces.Space) -> bool:
-    if isinstance(space, spaces.Text):
-        return True
-    if isinstance(space, spaces.Dict):
-        return any(_has_text(s) for s in space.spaces.values())
-    if isinstance(space, spaces.Tuple):
-        return any(_has_text(s) for s in space.spaces)
-    return False
 
 
 class Think2SegEnv(gym.Env):
@@ -216,7 +133,7 @@ class Think2SegEnv(gym.Env):
             raise ConfigError(f"dataset {dataset_spec}:{split} has no samples")
         self.coord_frame = get_coord_frame(coord_frame).name
         # a relative frame asks in its own wording (NAME@FRAME) and parses in its units
-        self.variant = frame_variant(get_variant(prompt_variant), self.coord_frame)
+        self.variant = coord_variant(get_variant(prompt_variant), self.coord_frame)
         self.image_size = image_size
         self.privileged = privileged
         self.render_mode = render_mode
@@ -239,7 +156,7 @@ class Think2SegEnv(gym.Env):
         self.frame_cache = (
             shared_frame_cache((dataset_spec, split, None if root is None else str(root), question, seed or 0, strict,
                                 image_size), max_bytes)
-            if dataset is None and max_bytes > 0 else FrameCache(max_bytes)
+            if dataset is None and max_bytes > 0 else FramedSampleCache(max_bytes)
         )
         self._checked_worker = False
         self._framed: FramedSample | None = None
@@ -268,11 +185,8 @@ class Think2SegEnv(gym.Env):
             index = int(self.np_random.integers(len(self.dataset)))
         if not self._checked_worker:
             self._checked_worker = True
-            self._warn_if_shared_memory_worker()
-        framed = self.frame_cache.get(index)
-        if framed is None:
-            framed = load_framed(self.dataset[index], self.image_size)
-            self.frame_cache.put(index, framed)
+            warn_if_shared_memory_worker()
+        framed = self.frame_cache.get_or_load(index, lambda: load_framed(self.dataset[index], self.image_size))
         self._framed = framed
         self._obs, info = make_observation(self._framed, self.variant, self.privileged)
         # Gymnasium's contract: every call returns new data (the cache keeps the original).
@@ -296,17 +210,6 @@ class Think2SegEnv(gym.Env):
         # at 840², 3 µs at the RL frame of 128²).
         obs = {"image": self._framed.image.copy(), "question": self._obs["question"]}
         return obs, self._result.reward, True, False, info
-
-    def _warn_if_shared_memory_worker(self) -> None:
-        env = _shared_memory_async_worker_env()
-        if env is not None and _has_text(getattr(env, "observation_space", spaces.Box(0, 1))):
-            warnings.warn(
-                "Think2SegEnv runs in a gymnasium AsyncVectorEnv with shared_memory=True: its Text "
-                "observations (the question) come back stale. Use t2s_env.make_vec(..., "
-                "vectorization_mode='async') or AsyncVectorEnv(..., shared_memory=False).",
-                RuntimeWarning,
-                stacklevel=2,
-            )
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array" or self._framed is None:

@@ -101,7 +101,7 @@ _FRAME_LINES = {
 }
 
 
-def frame_variant(variant: "str | PromptVariant", coord_frame: str) -> PromptVariant:
+def coord_variant(variant: "str | PromptVariant", coord_frame: str) -> PromptVariant:
     """The variant asking for answers in ``coord_frame`` (t2s_env.coords). ``abs`` is
     upstream's wording unchanged. Upstream has no string for a relative frame, so
     ``NAME@rel1000`` / ``NAME@rel1`` are new variants: the same wording with one line
@@ -133,13 +133,13 @@ def frame_variant(variant: "str | PromptVariant", coord_frame: str) -> PromptVar
 
 def get_variant(variant: str | PromptVariant) -> PromptVariant:
     """A variant by name; ``NAME@FRAME`` (e.g. ``bbox+2pos@rel1000``) is NAME asking for
-    answers in a relative coordinate frame (:func:`frame_variant`)."""
+    answers in a relative coordinate frame (:func:`coord_variant`)."""
     if isinstance(variant, PromptVariant):
         return variant
     if isinstance(variant, str) and "@" in variant:
         base, _, frame = variant.partition("@")
         if base in VARIANTS and frame in _FRAME_LINES:
-            return frame_variant(base, frame)
+            return coord_variant(base, frame)
     try:
         return VARIANTS[variant]
     except (KeyError, TypeError):

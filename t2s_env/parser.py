@@ -400,7 +400,7 @@ def _instance(inst: Any, v: PromptVariant, mode: str, frame: Any) -> tuple[Geome
                 neg = tuple(
                     (0.0 if x < 0.0 else (w if w < x else x), 0.0 if y < 0.0 else (h if h < y else y)) for x, y in neg
                 )
-    return GeometricPrompt._of_floats(box, pos, neg), None
+    return GeometricPrompt.of_floats(box, pos, neg), None
 
 
 def _points(inst: dict, key: str, count: int, required: bool) -> tuple | None:

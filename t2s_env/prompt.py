@@ -40,7 +40,7 @@ class GeometricPrompt:
         )
 
     @classmethod
-    def _of_floats(cls, box: "Box | None", positive_points: tuple, negative_points: tuple) -> "GeometricPrompt":
+    def of_floats(cls, box: "Box | None", positive_points: tuple, negative_points: tuple) -> "GeometricPrompt":
         """Construct without normalising: the caller passes tuples of Python floats (the
         parser's hot path builds thousands of prompts per second)."""
         obj = object.__new__(cls)
@@ -90,7 +90,7 @@ class GeometricPrompt:
             if y2 < y1:
                 y1, y2 = y2, y1
             box = (min(max(x1, 0.0), w), min(max(y1, 0.0), h), min(max(x2, 0.0), w), min(max(y2, 0.0), h))
-        return GeometricPrompt._of_floats(
+        return GeometricPrompt.of_floats(
             box,
             tuple((min(max(x, 0.0), w), min(max(y, 0.0), h)) for x, y in self.positive_points),
             tuple((min(max(x, 0.0), w), min(max(y, 0.0), h)) for x, y in self.negative_points),

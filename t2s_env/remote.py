@@ -2,7 +2,7 @@
 
 :class:`RemoteScorer` has the :class:`~t2s_env.scoring.Scorer` methods that callers use
 (``score``, ``score_many``, ``parse``, ``weights``), so it drops in wherever a Scorer goes,
-including :func:`~t2s_env.scoring.make_reward_functions`. It needs only the standard
+including :func:`~t2s_env.integrations.trl.make_reward_functions`. It needs only the standard
 library (``http.client``); the server side lives in ``think2seg.scripts.serve``.
 
 Failures are never a silent reward: connection errors, timeouts, 5xx answers and

@@ -9,9 +9,8 @@ encoder work). IoU is computed on the segmenter's device.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +18,7 @@ import torch
 from .coords import get_coord_frame
 from .errors import ConfigError
 from .instructions import DEFAULT_VARIANT, PromptVariant, format_completion, get_variant
-from .metrics import intersection_union
+from .iou import intersection_union
 from .parser import (
     DEFAULT_MAX_INSTANCES,
     PROMPT_GEOMETRIES,
@@ -29,7 +28,7 @@ from .parser import (
     parse_with_strict,
 )
 from .prompt import GeometricPrompt, prompts_from_any
-from .reward import COMPONENTS, RewardWeights, reward_components, total_reward
+from .reward import RewardWeights, reward_components, total_reward
 from .segmenters import Segmenter, make_segmenter
 
 
@@ -133,6 +132,15 @@ def completion_text(completion: Any) -> str | Any:
     return completion
 
 
+def _group_keys(groups: Sequence[Any], image_keys: Sequence[Any] | None) -> Sequence[Any]:
+    """One image key per group (default: every group its own image)."""
+    if image_keys is None:
+        return list(range(len(groups)))
+    if len(image_keys) != len(groups):
+        raise ValueError(f"{len(image_keys)} image keys for {len(groups)} groups")
+    return image_keys
+
+
 class Scorer:
     """Parse → segment → IoU → reward for groups of completions.
 
@@ -202,13 +210,15 @@ class Scorer:
         groups: Sequence[tuple[np.ndarray, np.ndarray, Sequence[Any]]],
         image_keys: Sequence[Any] | None = None,
     ) -> list[list[ScoreResult]]:
-        """Score several groups ``(image, gt_mask, completions)``.
+        """Score several groups ``(image, gt_mask, completions)``: each completion parsed
+        (identical ones once per group), then :meth:`score_parsed`.
 
         Images are encoded in batches of ``encode_batch_size``, and only when some
         completion of the group needs a mask. Groups with equal ``image_keys`` show the
         same image (e.g. two referring expressions with different masks): it is encoded
         once for all of them.
         """
+        image_keys = _group_keys(groups, image_keys)
         parsed = []
         for image, gt, completions in groups:
             h, w = gt.shape
@@ -231,14 +241,15 @@ class Scorer:
         groups: Sequence[tuple[np.ndarray, np.ndarray, Sequence[tuple[ParsedAnswer, bool]]]],
         image_keys: Sequence[Any] | None = None,
     ) -> list[list[ScoreResult]]:
-        """Score groups ``(image, gt_mask, answers)`` whose completions are already parsed:
-        ``answers`` are ``(ParsedAnswer, json_ok)`` pairs as :meth:`parse` returns them
-        (e.g. parsed in another frame and mapped to this image's pixels). Batching and
-        ``image_keys`` as in :meth:`score_many`."""
-        if image_keys is None:
-            image_keys = list(range(len(groups)))
-        elif len(image_keys) != len(groups):
-            raise ValueError(f"{len(image_keys)} image keys for {len(groups)} groups")
+        """Score groups ``(image, gt_mask, answers)`` whose answers are already parsed:
+        ``(ParsedAnswer, json_ok)`` pairs as :meth:`parse` returns them, possibly mapped
+        since (e.g. to another frame with ``t2s_env.framing.map_answer``). The answers'
+        prompts are pixels of ``image`` (H, W, 3); ``gt_mask`` is (H, W) bool.
+
+        Encoding is as in :meth:`score_many`: in batches, only for groups with something
+        to segment, once per distinct ``image_keys`` value.
+        """
+        image_keys = _group_keys(groups, image_keys)
         for image, gt, _ in groups:
             if image.shape[:2] != gt.shape:
                 raise ValueError(f"image {image.shape[:2]} and mask {gt.shape} differ in size")
@@ -310,95 +321,3 @@ class Scorer:
                 )
             )
         return out
-
-
-# -- trl-compatible reward functions -----------------------------------------------------
-
-def _image_key(image: Any) -> str:
-    arr = np.asarray(image)
-    return hashlib.sha1(arr.tobytes() + str(arr.shape).encode()).hexdigest()
-
-
-#: Format flags remembered between trl's reward callables (more than any batch).
-_MAX_REMEMBERED_FLAGS = 65_536
-
-
-def make_reward_functions(
-    scorer: Scorer,
-    gt_mask_lookup: Callable[[str], np.ndarray] | None = None,
-    on_scores: Callable[[list[ScoreResult], dict[str, Any]], None] | None = None,
-) -> list[Callable[..., list[float]]]:
-    """trl-style reward callables, one per component (``iou``, ``json``, ``think``), so
-    that trl logs each; pass ``scorer.weights.as_list()`` as trl's ``reward_weights``.
-
-    Each callable is ``f(prompts, completions, **columns) -> list[float]``. Columns used:
-    ``image`` (PIL or array, in the protocol frame), ``image_id`` (identifies the image;
-    without it the pixels are hashed), and either ``gt_mask`` (arrays) or ``sample_id``
-    resolved through ``gt_mask_lookup``. The ``iou`` callable groups the completions by
-    (image, sample), encodes each unique image once, decodes each group batched and
-    scores every completion against its own sample's mask;
-    ``json`` and ``think`` only parse. ``on_scores(results, columns)`` sees every scored
-    batch (for logging IoU and parse failures).
-    """
-
-    # trl calls the three callables one after the other on the same completions: the iou
-    # callable's scoring records each completion's format flags, and the json and think
-    # callables look them up instead of parsing again. One batch is kept.
-    flags: dict[str, tuple[bool, bool]] = {}  # completion text -> (json_ok, think_ok)
-
-    def format_flags(completion: Any) -> tuple[bool, bool]:
-        text = completion_text(completion)
-        if isinstance(text, str) and text in flags:
-            return flags[text]
-        answer, json_ok = scorer.parse(completion)
-        if isinstance(text, str):
-            if len(flags) >= _MAX_REMEMBERED_FLAGS:
-                flags.clear()
-            flags[text] = (json_ok, answer.think_ok)
-        return json_ok, answer.think_ok
-
-    def iou(prompts=None, completions=(), **columns: Any) -> list[float]:
-        images = columns.get("image") or columns.get("images")
-        if images is None:
-            raise KeyError("the iou reward needs an 'image' column (the protocol-frame image)")
-        images = [im[0] if isinstance(im, (list, tuple)) else im for im in images]
-        ids = columns.get("image_id") or [_image_key(im) for im in images]
-        if "gt_mask" in columns:
-            masks = [np.asarray(m, dtype=bool) for m in columns["gt_mask"]]
-        elif gt_mask_lookup is not None and "sample_id" in columns:
-            masks = [gt_mask_lookup(s) for s in columns["sample_id"]]
-        else:
-            raise KeyError("the iou reward needs a 'gt_mask' column, or a 'sample_id' column and gt_mask_lookup")
-        # One group per (image, target): completions about the same sample share a mask;
-        # samples that share an image (several referring expressions) share its encoding.
-        targets = columns.get("sample_id") or [_image_key(m) for m in masks]
-        order: dict[Any, list[int]] = {}
-        for i, key in enumerate(zip(ids, targets)):
-            order.setdefault(key, []).append(i)
-        groups = [
-            (np.asarray(images[idx[0]].convert("RGB") if hasattr(images[idx[0]], "convert") else images[idx[0]]),
-             masks[idx[0]], [completions[i] for i in idx])
-            for idx in order.values()
-        ]
-        scored = scorer.score_many(groups, image_keys=[key[0] for key in order])
-        flags.clear()
-        for c, res in zip((completions[i] for idx in order.values() for i in idx), (r for rs in scored for r in rs)):
-            text = completion_text(c)
-            if isinstance(text, str):
-                flags[text] = (res.json_ok, res.think_ok)
-        flat: list[ScoreResult | None] = [None] * len(completions)
-        for idx, res in zip(order.values(), scored):
-            for i, r in zip(idx, res):
-                flat[i] = r
-        if on_scores is not None:
-            on_scores(flat, columns)  # type: ignore[arg-type]
-        return [r.reward_components["iou"] for r in flat]  # type: ignore[union-attr]
-
-    def json_format(prompts=None, completions=(), **columns: Any) -> list[float]:
-        return [1.0 if format_flags(c)[0] else 0.0 for c in completions]
-
-    def think_format(prompts=None, completions=(), **columns: Any) -> list[float]:
-        return [1.0 if format_flags(c)[1] else 0.0 for c in completions]
-
-    iou.__name__, json_format.__name__, think_format.__name__ = (f"t2s_{c}" for c in COMPONENTS)
-    return [iou, json_format, think_format]

@@ -10,16 +10,21 @@ episode; the returned observation is already the next episode's, the final one i
 ``async`` mode runs each env in its own process with ``shared_memory=False`` (gymnasium's
 shared memory returns stale Text observations) and a ``forkserver`` (or ``spawn``)
 context: a plain ``fork`` after torch has run in the parent can deadlock the child on its
-first segmenting step (torch's intra-op thread pool does not survive ``fork``).
+first segmenting step (torch's intra-op thread pool does not survive ``fork``). An env that
+finds itself in a gymnasium worker that does use shared memory warns
+(:func:`warn_if_shared_memory_worker`).
 """
 
 from __future__ import annotations
 
 import functools
 import multiprocessing
+import sys
+import warnings
 from typing import Any, Callable, Literal, Sequence
 
 import gymnasium as gym
+from gymnasium import spaces
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from .errors import ConfigError
@@ -34,8 +39,9 @@ def default_async_context() -> str:
 
 
 def _make_one(env_id: str, wrappers: Sequence[Callable[[gym.Env], gym.Env]], env_kwargs: dict[str, Any]) -> gym.Env:
-    import t2s_env  # noqa: F401  (a spawned worker must register the env ids first)
+    from t2s_env.registration import register_envs
 
+    register_envs()  # a spawned worker must register the env ids first
     env = gym.make(env_id, **env_kwargs)
     for wrap in wrappers:
         env = wrap(env)
@@ -76,4 +82,49 @@ def make_vec(
     return AsyncVectorEnv(fns, shared_memory=False, context=ctx, autoreset_mode=AutoresetMode.SAME_STEP)
 
 
-__all__ = ["VectorizationMode", "default_async_context", "make_vec"]
+def shared_memory_async_worker_env() -> Any:
+    """The outermost env of the gymnasium AsyncVectorEnv worker we run in, when that worker
+    passes observations through shared memory; else None. (Found on the call stack: the
+    worker function holds ``shared_memory`` and ``env`` as locals.)"""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "_async_worker" and "gymnasium" in frame.f_code.co_filename:
+            return frame.f_locals.get("env") if frame.f_locals.get("shared_memory") else None
+        frame = frame.f_back
+    return None
+
+
+def has_text_space(space: spaces.Space) -> bool:
+    """Whether ``space`` is or holds (in a Dict or Tuple) a ``spaces.Text``."""
+    if isinstance(space, spaces.Text):
+        return True
+    if isinstance(space, spaces.Dict):
+        return any(has_text_space(s) for s in space.spaces.values())
+    if isinstance(space, spaces.Tuple):
+        return any(has_text_space(s) for s in space.spaces)
+    return False
+
+
+def warn_if_shared_memory_worker() -> None:
+    """Warn (at the caller's line, e.g. in ``env.reset``) when called inside a gymnasium
+    AsyncVectorEnv worker whose env has Text spaces and that passes them through shared
+    memory: such observations come back stale."""
+    env = shared_memory_async_worker_env()
+    if env is not None and has_text_space(getattr(env, "observation_space", spaces.Box(0, 1))):
+        warnings.warn(
+            "Think2SegEnv runs in a gymnasium AsyncVectorEnv with shared_memory=True: its Text "
+            "observations (the question) come back stale. Use t2s_env.make_vec(..., "
+            "vectorization_mode='async') or AsyncVectorEnv(..., shared_memory=False).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+__all__ = [
+    "VectorizationMode",
+    "default_async_context",
+    "has_text_space",
+    "make_vec",
+    "shared_memory_async_worker_env",
+    "warn_if_shared_memory_worker",
+]

@@ -16,7 +16,7 @@ from t2s_env.datasets import make_dataset
 from t2s_env.env import Think2SegEnv
 from t2s_env.errors import ConfigError
 from t2s_env.instructions import format_completion
-from t2s_env.observation import load_framed
+from t2s_env.framing import load_framed
 from t2s_env.integrations import backend as backend_mod
 from t2s_env.prompt import GeometricPrompt
 from t2s_env.remote import RemoteScorer, ServiceError

@@ -12,8 +12,8 @@ import yaml
 from t2s_env import ConfigError, Scorer, parse_completion
 from t2s_env.coords import COORD_FRAMES, check_frame_match, from_pixels, get_coord_frame, to_pixels
 from t2s_env.env import Think2SegEnv
-from t2s_env.instructions import build_messages, frame_variant, get_variant
-from t2s_env.metrics import MetricProtocol
+from t2s_env.instructions import build_messages, coord_variant, get_variant
+from t2s_env.protocol import MetricProtocol
 from t2s_env.prompt import GeometricPrompt
 from tests.datagen import write_rectangle_dataset
 
@@ -120,8 +120,8 @@ def test_relative_frames_get_their_own_prompt_variant():
     rel1 = get_variant("bbox+2pos+2neg@rel1")
     assert '"bbox_2d": [0.369,0.429,0.675,0.698]' in rel1.example and "negative_points" in rel1.example
     # abs is upstream's wording byte for byte
-    assert frame_variant("bbox+2pos", "abs") is get_variant("bbox+2pos")
-    assert frame_variant("bbox+2pos@rel1000", "abs").name == "bbox+2pos"
+    assert coord_variant("bbox+2pos", "abs") is get_variant("bbox+2pos")
+    assert coord_variant("bbox+2pos@rel1000", "abs").name == "bbox+2pos"
     # the example itself parses, and its boxes land where upstream's do in an 840 frame
     first = parse_completion(f"<answer>```json{v.example}```</answer>", image_size=(840, 840), coord_frame="rel1000")
     assert first.ok and first.prompts[0].box == pytest.approx((310, 360, 567, 586), abs=0.5)

@@ -22,7 +22,8 @@ from PIL import Image
 from t2s_env.cli import main
 from t2s_env.datasets import EarthReasonDataset, check_dataset, make_dataset, read_rgb
 from t2s_env.datasets.earthreason import DatasetWarning
-from t2s_env.datasets.referring import RefSegRSDataset, RRSISDDataset, decode_rle, segmentation_to_rle
+from t2s_env.datasets.coco_mask import decode_rle, segmentation_to_rle
+from t2s_env.datasets.referring import RefSegRSDataset, RRSISDDataset
 from t2s_env.errors import DatasetError
 from tests.datagen import coco_rle_string, rectangle_mask, write_sample
 from tests.test_referring import H, W, _rewrite_instances, _rewrite_refs, write_refsegrs, write_risbench, write_rrsisd

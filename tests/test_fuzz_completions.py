@@ -15,7 +15,8 @@ import random
 import numpy as np
 import pytest
 
-from t2s_env.scoring import Scorer, make_reward_functions
+from t2s_env.integrations.trl import make_reward_functions
+from t2s_env.scoring import Scorer
 
 pytestmark = pytest.mark.slow
 

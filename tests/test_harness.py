@@ -19,7 +19,7 @@ from think2seg.benchmarks import cli as bench_cli
 from think2seg.benchmarks import runner
 from think2seg.benchmarks.results_store import ResultsStore
 from t2s_env import summarize_records
-from t2s_env.metrics import protocol_with_options
+from t2s_env.protocol import protocol_with_options
 from t2s_env.cli import main as t2s_main
 from tests.datagen import rectangle_mask, write_sample
 
@@ -580,7 +580,7 @@ def test_every_protocol_field_from_the_cli_is_recorded_in_full(rect_root, tmp_pa
         p = cfg["protocol"]
         assert p["empty_rule"] == "skip" and p["comparator"] == ">"
         assert p["prompt_geometry"] == "raw" and p["pr_denominator"] == "predicted"  # the preset's others
-        from t2s_env.metrics import protocol_fields
+        from t2s_env.protocol import protocol_fields
 
         assert set(p) == {"name", *protocol_fields()}  # every field, resolved
         assert read_metrics(d)["protocol"] == p
@@ -805,14 +805,14 @@ def test_a_bench_stopped_by_bad_data_marks_its_run_failed(disjoint_root, tmp_pat
     """An image that turns out unreadable mid-run (e.g. truncated after `data check`)."""
     from t2s_env.errors import DatasetError
 
-    real = runner.load_frames
+    real = runner.load_scoring_frames
 
     def load_frames(sample, *args):
         if sample.sample_id == "r03":
             raise DatasetError(f"cannot read image {sample.image_path}: truncated; replace or remove the file")
         return real(sample, *args)
 
-    monkeypatch.setattr(runner, "load_frames", load_frames)
+    monkeypatch.setattr(runner, "load_scoring_frames", load_frames)
     assert cli("--dataset", "earthreason:val", "--root", str(disjoint_root), "--segmenter", "box",
                "--out", str(tmp_path / "out"), "--agents", "oracle-box", "--batch-size", "2", *QUIET) == 2
     err = capsys.readouterr().err
@@ -1034,7 +1034,7 @@ def test_prompt_geometry_of_the_protocol_reaches_the_scorer(fixed_box, tmp_path,
 def test_frames_pad_and_map_back():
     from types import SimpleNamespace
 
-    from t2s_env.frames import load_frames, map_prompt, pad_frame
+    from t2s_env.framing import load_scoring_frames, map_prompt, pad_frame
     from t2s_env.prompt import GeometricPrompt
 
     image = np.full((100, 300, 3), 200, np.uint8)
@@ -1046,9 +1046,9 @@ def test_frames_pad_and_map_back():
     p = map_prompt(GeometricPrompt(box=(84, 42, 168, 84), positive_points=((42, 21),)), 300 / 840, 100 / 840)
     assert p.box == pytest.approx((30, 5, 60, 10)) and p.positive_points[0] == pytest.approx((15, 2.5))
     sample = SimpleNamespace(load=lambda: (image, mask))
-    f = load_frames(sample, 600, "pad", "original")
+    f = load_scoring_frames(sample, 600, "pad", "original")
     assert f.framed.image.shape == (600, 600, 3) and f.image.shape == (100, 300, 3) and f.scale == (0.5, 0.5)
-    assert load_frames(sample, 840, "square", "agent").scale is None
+    assert load_scoring_frames(sample, 840, "square", "agent").scale is None
 
 
 # -- a refused command writes nothing ----------------------------------------------------------

@@ -44,7 +44,7 @@ from t2s_env.integrations import easyr1 as easyr1_mod
 from t2s_env.integrations import verl as verl_mod
 from t2s_env.integrations.export import export, read_rows
 from t2s_env.integrations.refs import GroundTruthRef
-from t2s_env.observation import load_framed
+from t2s_env.framing import load_framed
 from t2s_env.prompt import GeometricPrompt
 from t2s_env.scoring import Scorer
 from t2s_env.segmenters import BoxSegmenter

@@ -7,15 +7,9 @@ import pytest
 import torch
 
 from t2s_env.errors import ConfigError
-from t2s_env.metrics import (
-    PROTOCOLS,
-    MetricProtocol,
-    get_protocol,
-    intersection_union,
-    per_sample_iou,
-    summarize,
-    summarize_records,
-)
+from t2s_env.iou import intersection_union
+from t2s_env.metrics import per_sample_iou, summarize, summarize_records
+from t2s_env.protocol import PROTOCOLS, MetricProtocol, get_protocol
 
 # One small split covering every case.
 # Columns: intersection, union, gt_empty, pred_empty, parsed_ok, answer_empty ([] exactly)
@@ -370,7 +364,7 @@ def test_compat_prompt_geometry_is_raw_and_recorded():
 # -- protocol options ---------------------------------------------------------------------
 
 def test_protocol_options_are_typed_and_named():
-    from t2s_env.metrics import protocol_with_options
+    from t2s_env.protocol import protocol_with_options
 
     p = protocol_with_options("t2s-compat", {"empty_rule": "skip", "comparator": ">"})
     assert p.empty_rule == "skip" and p.comparator == ">" and p.prompt_geometry == "raw"

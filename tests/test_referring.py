@@ -15,15 +15,8 @@ from pycocotools import mask as cocomask
 from t2s_env.cli import main
 from t2s_env.datasets import check_dataset, make_dataset
 from t2s_env.datasets.earthreason import DatasetWarning
-from t2s_env.datasets.referring import (
-    LOADERS,
-    CocoMask,
-    RefSegRSDataset,
-    RISBenchDataset,
-    RRSISDDataset,
-    decode_coco_mask,
-    segmentation_to_rle,
-)
+from t2s_env.datasets.coco_mask import CocoMask, decode_coco_mask, segmentation_to_rle
+from t2s_env.datasets.referring import LOADERS, RefSegRSDataset, RISBenchDataset, RRSISDDataset
 from t2s_env.errors import ConfigError, DatasetError
 from tests.datagen import rectangle_mask
 
@@ -238,7 +231,7 @@ def test_real_refs_pickles_pass_the_opcode_pass_in_every_protocol(protocol):
     import io
     import pickletools
 
-    from t2s_env.datasets.pickle_scan import MAX_TUPLE_DEPTH, check_pickle
+    from t2s_env.datasets.refs_pickle import MAX_TUPLE_DEPTH, check_pickle
 
     refs = _refs_like(200)
     assert 200 > MAX_TUPLE_DEPTH  # so the tuple-depth simulation runs too
@@ -252,7 +245,7 @@ def test_real_refs_pickles_pass_the_opcode_pass_in_every_protocol(protocol):
 
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_tuples_nested_past_the_bound_are_refused_however_built(protocol):
-    from t2s_env.datasets.pickle_scan import MAX_TUPLE_DEPTH, PickleRefused, check_pickle
+    from t2s_env.datasets.refs_pickle import MAX_TUPLE_DEPTH, PickleRefused, check_pickle
 
     shared = (1,)
     nested: tuple = ()

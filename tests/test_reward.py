@@ -14,7 +14,8 @@ import pytest
 
 from t2s_env.errors import ConfigError
 from t2s_env.reward import RewardWeights, reward_components, total_reward
-from t2s_env.scoring import Scorer, make_reward_functions
+from t2s_env.integrations.trl import make_reward_functions
+from t2s_env.scoring import Scorer
 from t2s_env.segmenters.box import BoxSegmenter
 from tests.datagen import rectangle_mask
 

@@ -12,7 +12,8 @@ import pytest
 from t2s_env import parser
 from t2s_env.errors import ConfigError
 from t2s_env.reward import RewardWeights
-from t2s_env.scoring import Scorer, make_reward_functions
+from t2s_env.integrations.trl import make_reward_functions
+from t2s_env.scoring import Scorer
 
 GOOD = '<think>t</think><answer>```json[{"bbox_2d": [2, 2, 10, 10], "positive_points": [[4, 4], [5, 5]]}]```</answer>'
 

@@ -23,7 +23,8 @@ from t2s_env.errors import T2SError
 from t2s_env.instructions import format_completion
 from t2s_env.prompt import GeometricPrompt
 from t2s_env.remote import RemoteScorer, ServiceError, encode_image, encode_mask
-from t2s_env.scoring import Scorer, make_reward_functions
+from t2s_env.integrations.trl import make_reward_functions
+from t2s_env.scoring import Scorer
 from think2seg.scripts import loadtest
 
 

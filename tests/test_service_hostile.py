@@ -20,7 +20,7 @@ from PIL import Image
 
 from t2s_env.instructions import format_completion
 from t2s_env.datasets import make_dataset
-from t2s_env.observation import load_framed
+from t2s_env.framing import load_framed
 from t2s_env.prompt import GeometricPrompt
 from t2s_env.remote import RemoteScorer, encode_image, encode_mask
 from t2s_env.scoring import Scorer

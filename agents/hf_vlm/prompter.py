@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 from t2s_env import ConfigError, build_messages, get_variant
 from t2s_env.coords import get_coord_frame
-from t2s_env.instructions import frame_variant
+from t2s_env.instructions import coord_variant
 
 from ..base import Agent
 from .families import Family, get_family
@@ -134,7 +134,7 @@ class HFVLMPrompter(Agent):
         self.top_k = top_k
         self.batch_size = int(batch_size)
         self.seed = seed
-        self.prompt_variant = frame_variant(get_variant(prompt_variant), self.coord_frame).name
+        self.prompt_variant = coord_variant(get_variant(prompt_variant), self.coord_frame).name
         self.model = model.to(self.device).eval()
         self._warned_resize = False
         self.last_stats: dict[str, float] = {}

@@ -8,11 +8,12 @@ counted skip otherwise) and end in one warning that counts the skips.
 from __future__ import annotations
 
 import os
+import reprlib
 import stat
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..errors import ConfigError, DatasetError
 from .sample import Sample, image_size  # noqa: F401  (re-exported: loaders import it from here)
@@ -140,3 +141,14 @@ class SampleDataset(Sequence[Sample]):
                 DatasetWarning,
                 stacklevel=4,
             )
+
+
+def short_repr(obj: Any, n: int = 120) -> str:
+    """A bounded repr: a pickle can hold a structure that shares its parts (2**40 nodes
+    in a few hundred bytes), whose full repr would never finish."""
+    text = _REPR.repr(obj)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxstring, _REPR.maxother = 3, 6, 6, 6, 60, 60

@@ -30,218 +30,35 @@ annotation or phrase file is a :class:`DatasetError` naming the path; a missing 
 mask for one entry, an unreadable annotation or an image/mask size mismatch (read from the
 file headers or the RLE size, not by decoding) raises with ``strict=True`` and is skipped,
 counted and reported in one :class:`DatasetWarning` with ``strict=False``.
+
+RRSIS-D's masks are decoded by the COCO mask codec (:mod:`.coco_mask`) and its refs pickle
+is read by the restricted unpickler (:mod:`.refs_pickle`); this module holds the loaders
+and ``t2s data convert rrsisd``.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import numbers
 import os
-import pickle
 import re
-import reprlib
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-import numpy as np
-
 from ..errors import ConfigError, DatasetError
 from ..instructions import referring_question
-from .base import SPLITS, SampleDataset, list_folder, require_folder
+from .base import SPLITS, SampleDataset, list_folder, require_folder, short_repr
+from .coco_mask import CocoMask, decode_coco_mask, segmentation_to_rle
 from .earthreason import seeded_choice
-from .pickle_scan import PickleRefused, check_pickle
+from .refs_pickle import read_refs_pickle, refs_list
 from .sample import Sample, image_size, open_data_file
 
 #: extensions tried, in this order, when an entry's file is not found under its exact name
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 
 _LINE = re.compile(r"(\S+)\s+(\S.*?)\s*$")
-
-
-# -- masks stored as COCO run-length encodings ---------------------------------------------
-@dataclass(frozen=True)
-class CocoMask:
-    """Reference to one COCO annotation's mask, held as a single compressed RLE.
-
-    Equality and hashing use ``(source, ann_id)``; ``str()`` names the annotation, so error
-    messages that print a sample's ``mask_ref`` stay one readable line.
-    """
-
-    source: str
-    ann_id: Any
-    rle: dict = field(compare=False, repr=False)
-
-    def __str__(self) -> str:
-        return f"{self.source} (annotation id {self.ann_id})"
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height) of the mask."""
-        h, w = self.rle["size"]
-        return int(w), int(h)
-
-
-#: Largest mask side accepted from an annotation file (EarthReason's largest image side
-#: is 7,617 px): bigger sizes are corrupt values, and decoding them would exhaust memory.
-MAX_MASK_SIDE = 100_000
-
-
-def _check_size(size: Any) -> tuple[int, int]:
-    """An RLE ``size`` as (height, width) of positive ints, else ValueError."""
-    if not isinstance(size, (list, tuple)) or len(size) != 2:
-        raise ValueError(f"an RLE size must be [height, width], got {_short(size, 40)}")
-    out = []
-    for v in size:
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v != int(v):
-            raise ValueError(f"an RLE size must hold two whole numbers, got {_short(size, 40)}")
-        if not 0 < int(v) <= MAX_MASK_SIDE:
-            raise ValueError(f"RLE size {_short(size, 40)} is outside 1..{MAX_MASK_SIDE} per side")
-        out.append(int(v))
-    return out[0], out[1]
-
-
-def rle_string_counts(counts: bytes | str) -> np.ndarray:
-    """The run lengths held in a compressed COCO RLE string, checked, as int64.
-
-    The format (pycocotools' ``rleToString``): each count is a little-endian run of 5-bit
-    groups stored as ``chr(48 + group)``, bit 0x20 meaning "more groups follow" and bit
-    0x10 of the last group the sign; from the fourth count on, each is stored as the
-    difference from the count two places before. pycocotools decodes any bytes without a
-    check, so garbage becomes a wrong mask and a negative count a wild write; here anything
-    that is not a well-formed string raises ValueError.
-    """
-    raw = counts.encode("latin-1") if isinstance(counts, str) else bytes(counts)
-    c = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) - 48
-    if c.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if c.min() < 0 or c.max() > 63:
-        bad = raw[int(np.flatnonzero((c < 0) | (c > 63))[0])]
-        raise ValueError(f"its RLE counts string holds the byte {bytes([bad])!r}, outside the format's '0'..'o'")
-    last = (c & 0x20) == 0  # the last group of each count
-    if not last[-1]:
-        raise ValueError("its RLE counts string is truncated (the last count is unfinished)")
-    ends = np.flatnonzero(last)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    lengths = ends - starts + 1
-    if lengths.max() > 7:  # 35 bits: far beyond any mask's pixel count
-        raise ValueError("its RLE counts string holds a count too large for any mask")
-    count_of = np.repeat(np.arange(len(ends)), lengths)
-    shift = 5 * (np.arange(c.size) - starts[count_of])
-    values = np.zeros(len(ends), dtype=np.int64)
-    np.add.at(values, count_of, (c & 0x1F) << shift)
-    negative = (c[ends] & 0x10) != 0
-    values[negative] -= np.left_shift(np.int64(1), 5 * lengths[negative])
-    # undo the delta coding: counts 3, 5, 7, ... and 4, 6, 8, ... (1-based) are running sums
-    values[1::2] = np.cumsum(values[1::2])
-    values[2::2] = np.cumsum(values[2::2])
-    return values
-
-
-def _check_counts(counts: np.ndarray, height: int, width: int) -> None:
-    if counts.size and counts.min() < 0:
-        raise ValueError(f"its RLE holds a negative count ({int(counts.min())})")
-    total = int(counts.sum())
-    if total != height * width:
-        raise ValueError(
-            f"its RLE counts cover {total} pixels but its size {height}x{width} has {height * width}"
-        )
-
-
-def decode_rle(rle: dict) -> np.ndarray:
-    """A compressed COCO RLE dict as an (H, W) bool array, checked first (ValueError)."""
-    height, width = _check_size(rle.get("size") if isinstance(rle, dict) else None)
-    counts = rle_string_counts(rle["counts"])
-    _check_counts(counts, height, width)
-    values = np.arange(counts.size, dtype=np.uint8) & 1  # runs alternate 0, 1, 0, ...
-    flat = np.repeat(values.astype(bool), counts)
-    return np.ascontiguousarray(flat.reshape(width, height).T)  # COCO runs go down columns
-
-
-def decode_coco_mask(ref: CocoMask) -> np.ndarray:
-    """A :class:`CocoMask` as an (H, W) bool array (the ``mask_reader`` of RRSIS-D)."""
-    try:
-        return decode_rle(ref.rle)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise DatasetError(f"cannot decode the mask of {ref}: {exc}; fix or remove that annotation") from None
-
-
-def _check_polygon(part: Sequence[Any], height: int, width: int) -> list[float]:
-    """A polygon's coordinates as floats, else ValueError: non-finite values, or vertices
-    more than one image size outside the frame. pycocotools rasterizes in 32-bit
-    integers at 5x scale, and a coordinate near 5e8, or NaN, crashes the process there.
-    Vertices a little outside the frame are kept: annotation tools write them, and the
-    rasterizer clips them."""
-    values = [float(v) for v in part]
-    for k, v in enumerate(values):
-        side = width if k % 2 == 0 else height
-        if not math.isfinite(v):
-            raise ValueError(f"polygon coordinate {k} is {v}")
-        if not -side <= v <= 2 * side:
-            raise ValueError(
-                f"polygon coordinate {k} is {v:g}, more than one image size outside the {width}x{height} frame"
-            )
-    return values
-
-
-def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict:
-    """A COCO ``segmentation`` (RLE dict, uncompressed RLE, a list of RLEs, or polygons)
-    as one compressed RLE of their union. Everything is checked before pycocotools sees
-    it; raises ValueError (or TypeError) on anything malformed."""
-    from pycocotools import mask as cocomask
-
-    height, width = _check_size([height, width])
-    seg = segmentation
-    if isinstance(seg, dict):
-        parts: list = [seg]
-    elif isinstance(seg, (list, tuple)):
-        parts = list(seg)
-        if parts and all(_is_number(v) for v in parts):
-            parts = [parts]  # one flat polygon
-    else:
-        raise ValueError(f"segmentation must be an RLE dict or a list, not {type(seg).__name__}")
-    rles: list[dict] = []
-    polygons: list[list[float]] = []
-    for part in parts:
-        if isinstance(part, dict):
-            if "counts" not in part or "size" not in part:
-                raise ValueError("an RLE needs 'counts' and 'size'")
-            ph, pw = _check_size(part["size"])
-            counts = part["counts"]
-            if isinstance(counts, list):
-                if not all(_is_number(v) and math.isfinite(v) and v == int(v) for v in counts):
-                    raise ValueError("uncompressed RLE counts must be whole numbers")
-                values = np.array([int(v) for v in counts], dtype=np.int64) if counts else np.zeros(0, np.int64)
-                _check_counts(values, ph, pw)
-                rles.append(cocomask.frPyObjects({"size": [ph, pw], "counts": [int(v) for v in counts]}, ph, pw))
-            elif isinstance(counts, (str, bytes)):
-                data = counts.encode("latin-1") if isinstance(counts, str) else counts
-                _check_counts(rle_string_counts(data), ph, pw)
-                rles.append({"size": [ph, pw], "counts": data})
-            else:
-                raise ValueError(f"RLE counts must be a string or a list, not {type(counts).__name__}")
-        elif isinstance(part, (list, tuple)) and all(_is_number(v) for v in part):
-            if len(part) % 2:
-                raise ValueError(f"a polygon needs an even number of coordinates, got {len(part)}")
-            if len(part) >= 6:  # shorter ones have no area (and pycocotools would read 4 as a box)
-                polygons.append(_check_polygon(part, height, width))
-        else:
-            raise ValueError("segmentation parts must be RLE dicts or polygons (lists of numbers)")
-    if polygons:
-        rles.extend(cocomask.frPyObjects(polygons, height, width))
-    if not rles:
-        return cocomask.encode(np.zeros((height, width, 1), dtype=np.uint8, order="F"))[0]
-    sizes = {tuple(r["size"]) for r in rles}
-    if len(sizes) > 1:
-        raise ValueError(f"its parts have different sizes {sorted(sizes)}")
-    return rles[0] if len(rles) == 1 else cocomask.merge(rles, intersect=False)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 # -- shared machinery ----------------------------------------------------------------------
@@ -374,7 +191,7 @@ class RRSISDDataset(ReferringDataset):
         split_refs = [r for r in refs if isinstance(r, dict) and r.get("split") == self.split]
         if not split_refs:
             present = sorted({
-                v if isinstance(v, str) else _short(v, 40)
+                v if isinstance(v, str) else short_repr(v, 40)
                 for v in (r.get("split") for r in refs if isinstance(r, dict))
             })
             raise DatasetError(
@@ -385,12 +202,12 @@ class RRSISDDataset(ReferringDataset):
         for ref in split_refs:
             missing_keys = [k for k in ("ref_id", "ann_id", "image_id", "sentences") if k not in ref]
             if missing_keys:
-                self._problem(f"{refs_path}: a ref lacks {', '.join(missing_keys)}: {_short(ref)}", "bad ref")
+                self._problem(f"{refs_path}: a ref lacks {', '.join(missing_keys)}: {short_repr(ref)}", "bad ref")
                 continue
             bad_ids = [k for k in ("ref_id", "ann_id", "image_id") if not _is_id(ref[k])]
             if bad_ids:
                 self._problem(
-                    f"{refs_path}: a ref's {', '.join(bad_ids)} must be a string or a whole number: {_short(ref)}",
+                    f"{refs_path}: a ref's {', '.join(bad_ids)} must be a string or a whole number: {short_repr(ref)}",
                     "bad ref",
                 )
                 continue
@@ -460,81 +277,14 @@ def _exists(path: Path) -> bool:
     return os.path.lexists(path)
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    """Unpickles lists, dicts, tuples, sets, strings, bytes, numbers, booleans and None:
-    what the pickle opcodes build by themselves, plus the two look-ups old protocols use
-    for sets and bytes. Any other class or function (``find_class``), which is how a
-    pickle runs code, is refused before it is imported or called; so are persistent ids."""
-
-    #: Python-2-era protocol-2 pickles build sets through these, which run no user code.
-    _SAFE = {("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"), ("__builtin__", "frozenset")}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._SAFE:
-            return set if name == "set" else frozenset
-        if (module, name) == ("_codecs", "encode"):  # how protocol 2 stores bytes
-            return _latin1_bytes
-        raise pickle.UnpicklingError(
-            f"it asks to build {module}.{name}, and only plain lists, dicts, strings and numbers are allowed"
-        )
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("it holds a persistent id, and only plain data is allowed")
-
-
-def _latin1_bytes(text: Any, encoding: str = "latin1") -> bytes:
-    """Protocol-2 pickles store bytes as ``_codecs.encode(text, "latin1")``; only that exact
-    call is admitted (another codec is not plain data)."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError("it calls _codecs.encode with other than (text, 'latin1')")
-    return text.encode("latin-1")
-
-
 #: where ``t2s data convert rrsisd`` writes the refs as JSON; read instead of the pickle
 REFS_JSON = "refs(unc).json"
 REFS_PICKLE = "refs(unc).p"
-#: a refs file far larger than RRSIS-D's (a few MiB) is not a refs file
-MAX_REFS_BYTES = 512 << 20
-
-
-def read_refs_pickle(path: Path) -> list:
-    """The refs of an RRSIS-D ``refs(unc).p``, read with a restricted unpickler (plain data
-    only, so a crafted file cannot run code) after a pass over its opcodes that bounds
-    what unpickling may allocate (:mod:`.pickle_scan`); any problem is one :class:`DatasetError`."""
-    with open_data_file(path, "refs file") as f:
-        data = f.read(MAX_REFS_BYTES + 1)
-    if len(data) > MAX_REFS_BYTES:
-        raise DatasetError(f"refs file {path} is larger than {MAX_REFS_BYTES >> 20} MiB; it cannot be RRSIS-D's refs")
-    try:  # before the unpickler trusts any declared size or index
-        check_pickle(data)
-    except PickleRefused as exc:
-        raise DatasetError(f"{path} is not a valid refs file: {exc}; download it again") from None
-    try:
-        try:
-            refs = _PlainUnpickler(io.BytesIO(data)).load()
-        except UnicodeDecodeError:  # a Python 2 pickle with non-ASCII text
-            refs = _PlainUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except RecursionError:
-        raise DatasetError(f"cannot read refs file {path}: it is nested too deeply; download it again") from None
-    except Exception as exc:  # a corrupt pickle raises almost anything (TypeError, MemoryError, OverflowError ...)
-        reason = str(exc).splitlines()[0] if str(exc) else ""
-        raise DatasetError(
-            f"cannot read refs file {path}: {type(exc).__name__}{': ' + reason if reason else ''}; download it again"
-        ) from None
-    return _refs_list(refs, path)
 
 
 def read_refs_json(path: Path) -> list:
     """The refs of a JSON refs file written by ``t2s data convert rrsisd``."""
-    return _refs_list(_read_json(path, "refs file"), path)
-
-
-def _refs_list(refs: Any, path: Path) -> list:
-    if isinstance(refs, dict) and isinstance(refs.get("refs"), list):
-        refs = refs["refs"]
-    if not isinstance(refs, list):
-        raise DatasetError(f"refs file {path} must hold a list of refs, not {type(refs).__name__}; download it again")
-    return refs
+    return refs_list(_read_json(path, "refs file"), path)
 
 
 def _read_refs(path: Path) -> list:
@@ -656,17 +406,6 @@ def _rrsisd_candidates(ref: dict, image_meta: dict | None) -> tuple[list[str], l
             stems.append(f"{int(image_id):05d}")
     stems.append(str(image_id))
     return list(dict.fromkeys(names)), list(dict.fromkeys(stems))
-
-
-def _short(obj: Any, n: int = 120) -> str:
-    """A bounded repr: a pickle can hold a structure that shares its parts (2**40 nodes
-    in a few hundred bytes), whose full repr would never finish."""
-    text = _REPR.repr(obj)
-    return text if len(text) <= n else text[: n - 3] + "..."
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxstring, _REPR.maxother = 3, 6, 6, 6, 60, 60
 
 
 # -- RefSegRS and RISBench: phrase files -----------------------------------------------------
@@ -807,15 +546,11 @@ LOADERS: dict[str, Callable[..., Sequence[Sample]]] = {
 
 __all__ = [
     "LOADERS",
-    "CocoMask",
     "RISBenchDataset",
     "RRSISDDataset",
     "RefSegRSDataset",
     "ReferringDataset",
     "convert_rrsisd_refs",
-    "decode_coco_mask",
-    "decode_rle",
     "read_refs_json",
-    "read_refs_pickle",
-    "segmentation_to_rle",
+    "refs_to_json_text",
 ]

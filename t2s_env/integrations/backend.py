@@ -62,7 +62,7 @@ def _remote_scorer(url: str, opts: Mapping[str, Any]) -> Any:
 
 def _local_scorer(opts: Mapping[str, Any]) -> Any:
     from t2s_env.coords import DEFAULT_COORD_FRAME
-    from t2s_env.instructions import frame_variant
+    from t2s_env.instructions import coord_variant
     from t2s_env.scoring import Scorer
     from t2s_env.segmenters import make_segmenter
 
@@ -76,7 +76,7 @@ def _local_scorer(opts: Mapping[str, Any]) -> Any:
         raise ConfigError(f"segmenter {spec!r} does not take options {sorted(seg_opts)}: {exc}") from None
     frame = opts.get("coord_frame") or DEFAULT_COORD_FRAME
     # the env's rule: a relative frame asks (and is parsed) in the variant NAME@FRAME
-    variant = frame_variant(opts.get("prompt_variant", "bbox+2pos"), frame)
+    variant = coord_variant(opts.get("prompt_variant", "bbox+2pos"), frame)
     return Scorer(EncodeCache(segmenter), prompt_variant=variant, parser_mode=opts.get("parser_mode", "strict"),
                   reward_weights=opts.get("reward_weights"), coord_frame=frame)
 

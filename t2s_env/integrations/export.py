@@ -31,7 +31,7 @@ from typing import Any, Iterator
 from t2s_env.errors import ConfigError, DatasetError
 from t2s_env.instructions import SYSTEM_PROMPT, get_variant
 from t2s_env.integrations.refs import GroundTruthRef
-from t2s_env.observation import DEFAULT_IMAGE_SIZE, load_framed
+from t2s_env.framing import DEFAULT_IMAGE_SIZE, load_framed
 
 FORMATS = ("verl", "easyr1")
 ABILITY = "reasoning_segmentation"

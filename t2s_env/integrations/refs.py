@@ -33,7 +33,7 @@ import numpy as np
 from t2s_env.datasets.sample import image_size as header_size
 from t2s_env.errors import DatasetError
 from t2s_env.integrations.cache import image_digest
-from t2s_env.observation import DEFAULT_IMAGE_SIZE, load_framed, resize_image, resize_mask
+from t2s_env.framing import DEFAULT_IMAGE_SIZE, load_framed, resize_image, resize_mask
 
 _FIELDS = ("dataset", "root", "sample_id", "image", "mask", "image_size")
 _TEXT_FIELDS = ("dataset", "root", "sample_id", "image", "mask")

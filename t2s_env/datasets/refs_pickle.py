@@ -1,12 +1,14 @@
-"""A pass over a pickle's opcodes that bounds what unpickling it may allocate or recurse.
+"""Reading RRSIS-D's refs pickle without running its code or exhausting memory.
 
-The restricted unpickler (:mod:`.referring`) refuses code, but CPython's C unpickler
-still trusts the numbers a pickle declares: a ``LONG_BINPUT`` with memo index 10**8 makes
-it grow its memo array to that size first (a 399-byte refs file took `t2s data check`
-from 0.8 to 2.3 GB resident, 3.9 GB with index 2·10**8), a declared string
-length reserves that many bytes before they are read, and a tuple nested a million times
-inside a dict key overflows the C stack when the key is hashed (tuple hashing does not
-check recursion). :func:`check_pickle` walks the opcodes without building anything and
+:func:`read_refs_pickle` reads a refs file in two passes. The restricted unpickler
+(:class:`_PlainUnpickler`) builds plain data only (lists, dicts, tuples, sets, strings,
+bytes, numbers, booleans and None) and refuses any class or function, which is how a
+pickle runs code. But CPython's C unpickler still trusts the numbers a pickle declares: a
+``LONG_BINPUT`` with memo index 10**8 makes it grow its memo array to that size first (a
+399-byte refs file took `t2s data check` from 0.8 to 2.3 GB resident, 3.9 GB with index
+2·10**8), a declared string length reserves that many bytes before they are read, and a
+tuple nested a million times inside a dict key overflows the C stack when the key is
+hashed (tuple hashing does not check recursion). :func:`check_pickle` walks the opcodes without building anything and
 refuses such a file before :class:`pickle.Unpickler` sees it:
 
 - a memo index (``PUT``/``LONG_BINPUT``) beyond the number of opcodes read so far: every
@@ -28,7 +30,14 @@ made of lists and dicts never do.
 
 from __future__ import annotations
 
+import io
+import pickle
 import pickletools
+from pathlib import Path
+from typing import Any
+
+from ..errors import DatasetError
+from .sample import open_data_file
 
 #: deeper tuples than this are not plain refs data (a ref is a few levels deep)
 MAX_TUPLE_DEPTH = 64
@@ -222,3 +231,77 @@ def _tuple_depth(depth: int, limit: int, offset: int) -> int:
     if depth > limit:
         raise PickleRefused(f"the tuple built at byte {offset} nests tuples more than {limit} deep")
     return depth
+
+
+# -- the restricted unpickler ----------------------------------------------------------------
+#: a refs file far larger than RRSIS-D's (a few MiB) is not a refs file
+MAX_REFS_BYTES = 512 << 20
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles lists, dicts, tuples, sets, strings, bytes, numbers, booleans and None:
+    what the pickle opcodes build by themselves, plus the two look-ups old protocols use
+    for sets and bytes. Any other class or function (``find_class``), which is how a
+    pickle runs code, is refused before it is imported or called; so are persistent ids."""
+
+    #: Python-2-era protocol-2 pickles build sets through these, which run no user code.
+    _SAFE = {("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"), ("__builtin__", "frozenset")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._SAFE:
+            return set if name == "set" else frozenset
+        if (module, name) == ("_codecs", "encode"):  # how protocol 2 stores bytes
+            return _latin1_bytes
+        raise pickle.UnpicklingError(
+            f"it asks to build {module}.{name}, and only plain lists, dicts, strings and numbers are allowed"
+        )
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("it holds a persistent id, and only plain data is allowed")
+
+
+def _latin1_bytes(text: Any, encoding: str = "latin1") -> bytes:
+    """Protocol-2 pickles store bytes as ``_codecs.encode(text, "latin1")``; only that exact
+    call is admitted (another codec is not plain data)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("it calls _codecs.encode with other than (text, 'latin1')")
+    return text.encode("latin-1")
+
+
+def read_refs_pickle(path: Path) -> list:
+    """The refs of an RRSIS-D ``refs(unc).p``, read with a restricted unpickler (plain data
+    only, so a crafted file cannot run code) after a pass over its opcodes that bounds
+    what unpickling may allocate (:func:`check_pickle`); any problem is one :class:`DatasetError`."""
+    with open_data_file(path, "refs file") as f:
+        data = f.read(MAX_REFS_BYTES + 1)
+    if len(data) > MAX_REFS_BYTES:
+        raise DatasetError(f"refs file {path} is larger than {MAX_REFS_BYTES >> 20} MiB; it cannot be RRSIS-D's refs")
+    try:  # before the unpickler trusts any declared size or index
+        check_pickle(data)
+    except PickleRefused as exc:
+        raise DatasetError(f"{path} is not a valid refs file: {exc}; download it again") from None
+    try:
+        try:
+            refs = _PlainUnpickler(io.BytesIO(data)).load()
+        except UnicodeDecodeError:  # a Python 2 pickle with non-ASCII text
+            refs = _PlainUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except RecursionError:
+        raise DatasetError(f"cannot read refs file {path}: it is nested too deeply; download it again") from None
+    except Exception as exc:  # a corrupt pickle raises almost anything (TypeError, MemoryError, OverflowError ...)
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise DatasetError(
+            f"cannot read refs file {path}: {type(exc).__name__}{': ' + reason if reason else ''}; download it again"
+        ) from None
+    return refs_list(refs, path)
+
+
+def refs_list(refs: Any, path: Path) -> list:
+    """The list of refs a refs file holds (a list, or ``{"refs": [...]}``), else DatasetError."""
+    if isinstance(refs, dict) and isinstance(refs.get("refs"), list):
+        refs = refs["refs"]
+    if not isinstance(refs, list):
+        raise DatasetError(f"refs file {path} must hold a list of refs, not {type(refs).__name__}; download it again")
+    return refs
+
+
+__all__ = ["MAX_REFS_BYTES", "MAX_TUPLE_DEPTH", "PickleRefused", "check_pickle", "read_refs_pickle", "refs_list"]
