@@ -109,6 +109,19 @@ class GeometricPrompt:
         )
 
 
+def anchor(prompt: GeometricPrompt) -> tuple:
+    """What identifies an instance from one refinement turn to the next: its box, else its first
+    positive point, else its first negative point (``()`` for an empty prompt). An instance of a
+    new answer with the same anchor as one of the previous answer refines it."""
+    if prompt.box is not None:
+        return ("box", *prompt.box)
+    if prompt.positive_points:
+        return ("pos", *prompt.positive_points[0])
+    if prompt.negative_points:
+        return ("neg", *prompt.negative_points[0])
+    return ()
+
+
 def _clip(v: float, hi: int) -> float:
     return min(max(v, 0.0), float(hi))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError, did_you_mean
-from .base import PromptSet, Segmenter
+from .base import InstanceState, MaskState, PromptSet, Segmenter
 from .box import BoxSegmenter
 from .options import check_option_keys
 
@@ -48,4 +48,4 @@ def make_segmenter(spec: "str | Segmenter", **options: Any) -> Segmenter:
     check_option_keys(name, cls, options)
     return cls(**options)
 
-__all__ = ["SEGMENTERS", "WEIGHTLESS", "BoxSegmenter", "PromptSet", "Segmenter", "make_segmenter"]
+__all__ = ["SEGMENTERS", "WEIGHTLESS", "BoxSegmenter", "InstanceState", "MaskState", "PromptSet", "Segmenter", "make_segmenter"]

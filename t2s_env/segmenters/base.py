@@ -10,14 +10,34 @@ embedding, :meth:`predict` decodes prompt sets against it.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from ..prompt import GeometricPrompt
+from ..prompt import GeometricPrompt, anchor
 
 PromptSet = Sequence[GeometricPrompt]
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    """One instance as a refinement turn left it: the prompt it was decoded from, its own mask
+    (H, W) bool, and what the segmenter keeps to refine it (SAM2/SAM3: its low-res logits)."""
+
+    prompt: GeometricPrompt
+    mask: np.ndarray = field(repr=False)
+    data: Any = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class MaskState:
+    """A prompt set's mask after a turn (``mask``: the OR of its instances) and each instance's
+    state by :func:`t2s_env.prompt.anchor`, which the next turn's ``decode_with_state`` reads."""
+
+    mask: np.ndarray = field(repr=False)
+    instances: Mapping[tuple, InstanceState] = field(default_factory=dict, repr=False)
 
 
 class Segmenter:
@@ -37,6 +57,25 @@ class Segmenter:
     def decode(self, embedding: Any, prompt_sets: Sequence[PromptSet]) -> torch.Tensor:
         """(K, H, W) bool masks, one per prompt set, for the image behind ``embedding``."""
         raise NotImplementedError
+
+    def decode_with_state(
+        self, embedding: Any, prompt_sets: Sequence[PromptSet], previous: Sequence[MaskState | None] | None = None
+    ) -> tuple[torch.Tensor, list[MaskState]]:
+        """Like :meth:`decode`, and each prompt set's :class:`MaskState` for the next turn.
+
+        ``previous`` (one state or None per prompt set) is the last turn's: a segmenter that
+        refines reads it (see docs/refine.md); this default ignores it and decodes afresh, one
+        instance at a time so that every instance's own mask is kept."""
+        masks = self.decode(embedding, prompt_sets)
+        states = []
+        for k, prompts in enumerate(prompt_sets):
+            instances = {}
+            for p in prompts:
+                if not p.is_empty and anchor(p) not in instances:
+                    own = self.decode(embedding, [[p]])[0].cpu().numpy()
+                    instances[anchor(p)] = InstanceState(p, own)
+            states.append(MaskState(masks[k].cpu().numpy(), instances))
+        return masks, states
 
     def describe(self) -> dict[str, Any]:
         """What a results file records about this segmenter (name, size, checkpoint, sha256)."""
