@@ -58,15 +58,16 @@ class GeometricPrompt:
         """(has box, #positive, #negative): prompts with equal signatures batch together."""
         return (self.box is not None, len(self.positive_points), len(self.negative_points))
 
-    def to_dict(self) -> dict[str, Any]:
-        """The protocol's JSON object (``bbox_2d``, ``positive_points``, ``negative_points``)."""
+    def to_dict(self, decimals: int = 2) -> dict[str, Any]:
+        """The protocol's JSON object (``bbox_2d``, ``positive_points``, ``negative_points``),
+        non-integer coordinates rounded to ``decimals``."""
         out: dict[str, Any] = {}
         if self.box is not None:
-            out["bbox_2d"] = [_compact(v) for v in self.box]
+            out["bbox_2d"] = [_compact(v, decimals) for v in self.box]
         if self.positive_points:
-            out["positive_points"] = [[_compact(x), _compact(y)] for x, y in self.positive_points]
+            out["positive_points"] = [[_compact(x, decimals), _compact(y, decimals)] for x, y in self.positive_points]
         if self.negative_points:
-            out["negative_points"] = [[_compact(x), _compact(y)] for x, y in self.negative_points]
+            out["negative_points"] = [[_compact(x, decimals), _compact(y, decimals)] for x, y in self.negative_points]
         return out
 
     @classmethod
@@ -126,9 +127,9 @@ def _clip(v: float, hi: int) -> float:
     return min(max(v, 0.0), float(hi))
 
 
-def _compact(v: float) -> int | float:
+def _compact(v: float, decimals: int = 2) -> int | float:
     """Integers print as integers (the protocol's examples do), other values as floats."""
-    return int(v) if float(v).is_integer() else round(float(v), 2)
+    return int(v) if float(v).is_integer() else round(float(v), decimals)
 
 
 def box_area(box: Sequence[float]) -> float:

@@ -116,3 +116,21 @@ def test_unknown_or_misspelt_options_are_one_line_errors(case, options, words):
 def test_the_in_process_rel1000_reward_is_real(case):
     """The crafted answer covers its target: the frame conversion, not luck, makes the rewards equal."""
     assert case["want"] > 3.5 and np.count_nonzero(case["mask"]) > 0
+
+
+def test_a_rel1_structured_action_keeps_sub_pixel_precision():
+    # The canonical completion of a structured action is parsed again; rounding 0.1234 to
+    # two decimals moved the box by 2.9 px at 840 and changed its mask.
+    from t2s_env import GeometricPrompt
+    from t2s_env.scoring import Scorer
+
+    img = np.zeros((840, 840, 3), np.uint8)
+    gt = np.zeros((840, 840), bool)
+    gt[104:520, 104:520] = True
+    a = GeometricPrompt(box=(0.1234, 0.1234, 0.6189, 0.6189), positive_points=((0.3, 0.3), (0.4, 0.4)))
+    rel = Scorer("box", "bbox+2pos", coord_frame="rel1").score(img, gt, [a])[0]
+    px = Scorer("box", "bbox+2pos").score(
+        img, gt, [GeometricPrompt(box=tuple(v * 840 for v in a.box), positive_points=((252, 252), (336, 336)))]
+    )[0]
+    assert rel.parsed_ok and rel.iou == px.iou
+    assert rel.prompts[0]["bbox_2d"] == pytest.approx([v * 840 for v in a.box], abs=0.1)
