@@ -1,12 +1,16 @@
 """Draw a `t2s train rl` learning curve from its TensorBoard logs.
 
-    python -m think2seg.scripts.plot_learning_curve runs/rl --out docs/learning_curve.png \
+    python -m think2seg.scripts.plot_learning_curve runs/rl [--out FILE.png] \
         [--label "PPO, box"] [--baseline "center-box:0.5 (bench)=4.0"] [--final "rl (bench, grabcut)=9.1"]
 
 Plots ``val/giou`` against environment steps for each run folder given (its ``tb/``), the
 heuristic baselines that the run logged under ``baseline/*`` (scored by the same evaluator
 as the curve) as horizontal lines, plus any ``--baseline NAME=VALUE`` lines and ``--final
 NAME=VALUE`` points (e.g. the trained policy's `t2s bench` figures) at the last step.
+
+The figure goes to ``--out``, by default ``learning_curve.png`` in the first run folder, so
+that plotting never replaces a file of the checkout; the committed ``docs/learning_curve.png``
+is regenerated only when named: ``--out docs/learning_curve.png``.
 """
 
 from __future__ import annotations
@@ -97,19 +101,26 @@ def plot(runs: Sequence[Path], out: Path, labels: Sequence[str] = (), baselines:
     return out
 
 
+def default_out(runs: Sequence[Path]) -> Path:
+    """Where the figure goes without ``--out``: beside the first run's logs, never a tracked doc."""
+    return runs[0] / "learning_curve.png"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Plot val gIoU against env steps of `t2s train rl` runs, baselines as lines."""
     p = argparse.ArgumentParser(prog="plot_learning_curve", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", type=Path, help="output_dir of t2s train rl (holds tb/)")
-    p.add_argument("--out", type=Path, default=Path("docs/learning_curve.png"))
+    p.add_argument("--out", type=Path, default=None,
+                   help="PNG to write (default: RUN/learning_curve.png of the first run)")
     p.add_argument("--label", action="append", default=[], help="legend label per run")
     p.add_argument("--baseline", action="append", default=[], help="NAME=VALUE horizontal line")
     p.add_argument("--final", action="append", default=[], help="NAME=VALUE point at the last step")
     p.add_argument("--title")
     p.add_argument("--no-train", action="store_true", help="leave out the train IoU curve")
     args = p.parse_args(argv)
+    out = args.out if args.out is not None else default_out(args.runs)
     try:
-        path = plot(args.runs, args.out, args.label, _pairs(args.baseline, "--baseline"), _pairs(args.final, "--final"),
+        path = plot(args.runs, out, args.label, _pairs(args.baseline, "--baseline"), _pairs(args.final, "--final"),
                     args.title, show_train=not args.no_train)
     except ConfigError as exc:
         print(f"plot_learning_curve: error: {exc}", file=sys.stderr)
