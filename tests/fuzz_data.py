@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     from t2s_env.datasets.earthreason import EarthReasonDataset
     from t2s_env.datasets.referring import RefSegRSDataset, RRSISDDataset
     from tests.datagen import write_rectangle_dataset
-    from tests.test_referring import write_refsegrs, write_rrsisd
+    from tests.env.datasets.test_referring import write_refsegrs, write_rrsisd
 
     work = Path(args.dir)
     pristine = work / "pristine"

@@ -119,7 +119,7 @@ def test_saved_config_round_trips_with_trl_and_records_provenance(tmp_path):
     path = save_resolved_config(tmp_path / "run", *objs, argv=argv)
     saved = yaml.safe_load(path.read_text())
     prov = saved["provenance"]
-    in_git = (Path(__file__).resolve().parents[1] / ".git").exists()
+    in_git = (Path(__file__).resolve().parents[2] / ".git").exists()
     assert (len(prov["git_commit"]) == 40) if in_git else prov["git_commit"] is None
     assert prov["packages"]["trl"] and prov["packages"]["torch"] and isinstance(prov["git_dirty"], (bool, type(None)))
     assert "steps=5" in prov["command"] and saved["steps"] == 5 and saved["num_generations"] == 2

@@ -29,7 +29,7 @@ def figures():
 @pytest.fixture(scope="session")
 def rect_dataset_root(tmp_path_factory) -> Path:
     """EarthReason-layout rectangles on white noise at 840² (GrabCut's worst case)."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     if str(repo) not in sys.path:
         sys.path.insert(0, str(repo))
     from tests.datagen import write_rectangle_dataset

@@ -17,10 +17,10 @@ import pytest
 
 from t2s_env.instructions import DEFAULT_VARIANT, SYSTEM_PROMPT, build_messages, get_variant, referring_question
 
-PINNED_PATH = Path(__file__).parent / "data" / "spec_prompt_strings.json"
+PINNED_PATH = Path(__file__).parents[1] / "data" / "spec_prompt_strings.json"
 PINNED = json.loads(PINNED_PATH.read_text(encoding="utf-8"))
 # The SPEC text itself, when a checkout sits next to it (the project's shared folder).
-SPEC_PATH = Path(os.environ.get("T2S_SPEC", Path(__file__).resolve().parents[2] / "shared" / "SPEC.md"))
+SPEC_PATH = Path(os.environ.get("T2S_SPEC", Path(__file__).resolve().parents[3] / "shared" / "SPEC.md"))
 
 # sha256 of the pinned strings, so that the data file cannot drift along with the code
 SYSTEM_SHA256 = "f4e62d7bd301ff23df653df5fe88d67abd341a52c5e8e9fe7ef2a7d0956ece2e"

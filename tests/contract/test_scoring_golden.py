@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-GOLDEN = Path(__file__).with_name("data") / "scoring_golden.json"
+GOLDEN = Path(__file__).parents[1] / "data" / "scoring_golden.json"
 SEED = 90210
 N_COMPLETIONS = 600
 

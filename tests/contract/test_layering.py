@@ -13,7 +13,7 @@ from pathlib import Path
 
 from t2s_env import cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 APPLICATIONS = ("agents", "benchmarks", "scripts", "think2seg")
 PROJECT = ("t2s_env", *APPLICATIONS)
 #: Modules allowed to share private names, and why. The synthetic generator's stages pass

@@ -107,7 +107,7 @@ class ScriptedAgent(OracleBoxAgent):
 
 @pytest.fixture
 def scripted(monkeypatch):
-    monkeypatch.setitem(agents.REGISTRY, "test-scripted", "tests.test_harness:ScriptedAgent")
+    monkeypatch.setitem(agents.REGISTRY, "test-scripted", "tests.benchmarks.test_harness:ScriptedAgent")
     monkeypatch.setattr(ScriptedAgent, "calls", [])
     monkeypatch.setattr(ScriptedAgent, "batches", 0)
     monkeypatch.setattr(ScriptedAgent, "kill_after_batches", None)
@@ -647,7 +647,7 @@ class FixedBoxAgent(OracleBoxAgent):
 
 @pytest.fixture
 def fixed_box(monkeypatch):
-    monkeypatch.setitem(agents.REGISTRY, "test-fixed-box", "tests.test_harness:FixedBoxAgent")
+    monkeypatch.setitem(agents.REGISTRY, "test-fixed-box", "tests.benchmarks.test_harness:FixedBoxAgent")
     monkeypatch.setattr(FixedBoxAgent, "seen", [])
     return FixedBoxAgent
 
@@ -959,7 +959,7 @@ def test_a_full_disk_at_any_point_of_a_run_is_one_line_and_the_run_resumes(tmp_p
     script = (f"mount -t tmpfs -o size=1m tmpfs '{mount}' && exec '{sys.executable}' -m tests.diskfull_bench "
               f"'{mount}' " + " ".join(f"'{a}'" for a in common))
     proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-                          capture_output=True, text=True, timeout=1200, cwd=Path(__file__).resolve().parents[1])
+                          capture_output=True, text=True, timeout=1200, cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     cases = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(cases) > 10 and cases[-1]["rc"] == 0 and all(c["rc"] == 2 for c in cases[:-1])
@@ -1085,7 +1085,7 @@ def test_the_results_folder_is_made_once_the_plan_stands(disjoint_root, tmp_path
 
 # -- the bench modules read top-down ----------------------------------------------------------
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def bench_imports(name: str) -> set[str]:

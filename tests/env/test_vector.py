@@ -75,7 +75,7 @@ ASYNC_SCRIPT = textwrap.dedent(
     import numpy as np
     import torch
     import t2s_env
-    from tests.test_vector import ANSWER, ENV_ID, run_and_count
+    from tests.env.test_vector import ANSWER, ENV_ID, run_and_count
 
     if __name__ == "__main__":
         root = sys.argv[1]
@@ -105,7 +105,7 @@ ASYNC_SCRIPT = textwrap.dedent(
 def test_async_scores_every_action_after_torch_ran_in_parent(rects, tmp_path):
     script = tmp_path / "async_check.py"
     script.write_text(ASYNC_SCRIPT)
-    repo = str(Path(__file__).resolve().parents[1])
+    repo = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
         proc = subprocess.run([sys.executable, str(script), str(rects)], capture_output=True, text=True,

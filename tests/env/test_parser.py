@@ -31,7 +31,7 @@ from t2s_env.scoring import Scorer
 
 # SPEC §2's strings, pinned in the repository (tests/test_spec_strings.py checks the pin
 # against its sha256 and, where the checkout sits next to it, against SPEC.md itself).
-_PINNED = json.loads((Path(__file__).parent / "data" / "spec_prompt_strings.json").read_text(encoding="utf-8"))
+_PINNED = json.loads((Path(__file__).parents[1] / "data" / "spec_prompt_strings.json").read_text(encoding="utf-8"))
 SPEC_SYSTEM = _PINNED["system"]
 SPEC_USER = _PINNED["user"]
 NEG_LINE = (

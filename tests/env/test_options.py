@@ -74,7 +74,7 @@ class EchoAgent(Agent):
     ("1_000", "1_000"), ("inf", "inf"), ("tRuE", "tRuE"),           # _coerce: int 1000, float inf, True
 ])
 def test_an_agents_arg(arg, value):
-    got = make_agent(f"tests.test_options:EchoAgent:{arg}").value
+    got = make_agent(f"tests.env.test_options:EchoAgent:{arg}").value
     assert got == value and type(got) is type(value)
 
 
@@ -146,7 +146,7 @@ def test_the_docs_table_is_the_grammar():
     """docs/benchmark.md's "Option values" table: each example reads as the kind it names."""
     kinds = {"bool": (bool,), "None": (type(None),), "int": (int,), "float": (float,), "list": (list, dict),
              "str": (str,)}
-    text = (Path(__file__).resolve().parents[1] / "docs" / "benchmark.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "benchmark.md").read_text()
     section = text.split("## Option values", 1)[1].split("\n## ", 1)[0]
     rows = [line.split("|")[1:3] for line in section.splitlines() if line.startswith("| ") and "`" in line]
     assert len(rows) == 7

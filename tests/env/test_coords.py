@@ -189,7 +189,7 @@ def test_bench_records_the_frame_in_run_yaml(rects, tmp_path):
     out = tmp_path / "out"
     common = ["--dataset", "earthreason:val", "--root", str(root), "--segmenter", "box", "--no-tensorboard",
               "--no-progress", "--protocol-option", f"image_size={SIZE}"]
-    rc = cli.main([*common, "--out", str(out), "--agents", "tests.test_coords:CentreRel1000",
+    rc = cli.main([*common, "--out", str(out), "--agents", "tests.env.test_coords:CentreRel1000",
                    "--protocol-option", "coord_frame=rel1000"])
     assert rc == 0
     (run,) = (out / "runs").iterdir()
@@ -206,7 +206,7 @@ def test_bench_records_the_frame_in_run_yaml(rects, tmp_path):
     # and the frame-declaring agent is refused under abs
     with pytest.raises(ConfigError, match="centre-rel1000 answers in the rel1000"):
         plan.plan_new(cli.build_parser().parse_args(
-            [*common, "--out", str(tmp_path / "y"), "--agents", "tests.test_coords:CentreRel1000"]),
+            [*common, "--out", str(tmp_path / "y"), "--agents", "tests.env.test_coords:CentreRel1000"]),
             ResultsStore(tmp_path / "y"), [])
 
     assert {r.protocol for r in ResultsStore(out).runs()} == {f"strict+coord_frame=rel1000+image_size={SIZE}"}

@@ -347,7 +347,7 @@ def test_health_shows_what_decides_a_score(server):
 
 def test_the_documented_first_request_scores_as_documented(server):
     """docs/scale-out.md's hand-made request (`first.json`): its answer is the one it shows."""
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "scale-out.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "scale-out.md").read_text()
     section = doc[doc.index("`first.json`:"):]
     body = section[section.index("```json\n") + len("```json\n"):section.index("\n```", section.index("```json\n"))]
     status, answer = post_raw(server, body.encode())

@@ -26,9 +26,9 @@ from t2s_env.datasets.coco_mask import decode_rle, segmentation_to_rle
 from t2s_env.datasets.referring import RefSegRSDataset, RRSISDDataset
 from t2s_env.errors import DatasetError
 from tests.datagen import coco_rle_string, rectangle_mask, write_sample
-from tests.test_referring import H, W, _rewrite_instances, _rewrite_refs, write_refsegrs, write_risbench, write_rrsisd
+from tests.env.datasets.test_referring import H, W, _rewrite_instances, _rewrite_refs, write_refsegrs, write_risbench, write_rrsisd
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
@@ -88,7 +88,7 @@ def _set_segmentation(root: Path, ann_id: int, segmentation) -> None:
 CRASH_SCRIPT = r"""
 import json, sys, warnings
 from pathlib import Path
-from tests.test_referring import write_rrsisd, _rewrite_instances
+from tests.env.datasets.test_referring import write_rrsisd, _rewrite_instances
 from tests.datagen import coco_rle_string
 from t2s_env.cli import main
 
@@ -523,7 +523,7 @@ def test_convert_keeps_python2_text_and_sets(rrsisd_root, capsys):
 
 
 # -- issue 10 item 7: the referring benchmarks as environments ----------------------------------------
-SPEC_STRINGS = json.loads((Path(__file__).parent / "data" / "spec_prompt_strings.json").read_text(encoding="utf-8"))
+SPEC_STRINGS = json.loads((Path(__file__).parents[1] / "data" / "spec_prompt_strings.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("env_id, writer, expected_question", [

@@ -50,7 +50,7 @@ from t2s_env.scoring import Scorer
 from t2s_env.segmenters import BoxSegmenter
 from think2seg.scripts import loadtest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 SIZE = 64  # protocol frame of these tests (the rows record it in their references)
 VERL_DIR = Path(os.environ.get("T2S_VERL_PATH") or Path(sys.prefix) / "verl-0.9.1")
 

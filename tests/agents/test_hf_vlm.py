@@ -363,7 +363,7 @@ def test_agents_and_scripts_import_no_private_names():
     agents.qwen.loading._is_local, sam3_text hf_vlm.tiny._tokenizer, hf_vlm.tiny qwen.tiny._corpus)."""
     import ast
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     offenders = []
     for path in sorted(p for folder in ("agents", "scripts") for p in (repo / folder).rglob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))

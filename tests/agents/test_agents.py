@@ -327,7 +327,7 @@ def test_plugin_run_resumes_like_a_builtin_and_records_its_source(plugin, tmp_pa
 
 def test_the_documented_example_agent_runs(tmp_path, monkeypatch):
     """The 20-line example of docs/agents.md, copied into a module of its own, benches."""
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "agents.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "agents.md").read_text()
     code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
     assert len([line for line in code.splitlines() if line.strip()]) <= 30
     (tmp_path / "my_agents.py").write_text(code)

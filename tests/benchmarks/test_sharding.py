@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 T2S = str(Path(sys.executable).with_name("t2s"))
 
 AGENT = textwrap.dedent('''
