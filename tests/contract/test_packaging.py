@@ -29,7 +29,7 @@ NEEDED = {
     "torch": ("2.5.1", "sam2 1.1.0 requires it"),
     "torchvision": ("0.20.1", "sam2 1.1.0 requires it"),
     "tqdm": ("4.66.3", "datasets 5.2 requires it"),
-    "pillow": ("10.4.0", "10.0-10.1 read a 16-bit PNG as mode I, not I;16 (tests/test_data_robustness.py)"),
+    "pillow": ("10.4.0", "10.0-10.1 read a 16-bit PNG as mode I, not I;16 (tests/robustness/test_data_robustness.py)"),
     "tensorboard": ("2.18.0", "2.14-2.17 use np.string_, gone in NumPy 2, in the HParams plugin"),
     "matplotlib": ("3.8.4", "first release built against NumPy 2"),
     "pyarrow": ("24.0.0", "datasets 5.2 requires it"),

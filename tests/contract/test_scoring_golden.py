@@ -2,7 +2,7 @@
 
 ``tests/data/scoring_golden.json`` holds one digest per (completion, configuration) of a
 seeded batch, written by the code at commit f6030be (before the speed work) with
-``python tests/test_scoring_golden.py --write``. The test recomputes them with today's code.
+``python tests/contract/test_scoring_golden.py --write``. The test recomputes them with today's code.
 The batch avoids the one parse rule changed on purpose since (``"positive_points": null``
 in lenient mode, issue 10).
 """

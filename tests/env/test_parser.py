@@ -29,7 +29,7 @@ from t2s_env.parser import ParsedAnswer, parse_completion, think_format_ok
 from t2s_env.prompt import GeometricPrompt
 from t2s_env.scoring import Scorer
 
-# SPEC §2's strings, pinned in the repository (tests/test_spec_strings.py checks the pin
+# SPEC §2's strings, pinned in the repository (tests/contract/test_spec_strings.py checks the pin
 # against its sha256 and, where the checkout sits next to it, against SPEC.md itself).
 _PINNED = json.loads((Path(__file__).parents[1] / "data" / "spec_prompt_strings.json").read_text(encoding="utf-8"))
 SPEC_SYSTEM = _PINNED["system"]
@@ -670,7 +670,7 @@ def test_never_raises_deep_nesting(depth, unit, tail):
 def test_thousands_of_instances_parse_in_bounded_memory():
     """A degenerate answer with thousands of boxes (the length limit allows ~9000):
     de-duplication must not build N×N matrices (gigabytes). Its speed is timed in
-    benchmarks/test_bench_parser.py, never asserted here."""
+    tests/perf/test_bench_parser.py, never asserted here."""
     import tracemalloc
 
     body = "[" + ",".join('{"bbox_2d":[%d,0,%d,5]}' % (i, i + 4) for i in range(4000)) + "]"

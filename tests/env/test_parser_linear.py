@@ -5,7 +5,7 @@ Upstream (and this project until issue 8) ran three backtracking patterns on mod
 ``<think>.*?</think>\\s*<answer>.*?</answer>`` (fullmatch), all with DOTALL. They are
 kept below as the reference semantics and compared with the ``str.find`` scans on a large
 seeded random corpus of tags, fences, brackets, whitespace runs and JSON. Their worst
-cases (cubic/quadratic) are timed in ``benchmarks/test_bench_parser.py``.
+cases (cubic/quadratic) are timed in ``tests/perf/test_bench_parser.py``.
 """
 
 from __future__ import annotations

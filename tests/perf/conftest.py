@@ -1,7 +1,7 @@
-"""Fixtures of the performance benchmarks (``pytest benchmarks/ --benchmark-only``).
+"""Fixtures of the performance benchmarks (``pytest tests/perf --benchmark-only``).
 
-Not part of the CI suite (``pytest`` runs tests/ only). Every benchmark also runs, once,
-under ``--benchmark-disable``. Derived figures (steps/s, speed-up ratios) are collected in
+Not part of the default run (tests/conftest.py leaves perf/ out unless it is named). Every
+benchmark also runs, once, under ``--benchmark-disable``. Derived figures (steps/s, speed-up ratios) are collected in
 :data:`FIGURES` and printed in the terminal summary, so they show without ``-s``.
 """
 

@@ -1,8 +1,8 @@
 """Throughput of the env step and SAM2 group scoring (pytest-benchmark; the parser has
-its own suite, benchmarks/test_bench_parser.py).
+its own suite, tests/perf/test_bench_parser.py).
 
-    .venv/bin/pytest benchmarks/test_bench_env.py --benchmark-only       # timings
-    .venv/bin/pytest benchmarks/test_bench_env.py --benchmark-disable    # smoke run
+    .venv/bin/pytest tests/perf/test_bench_env.py --benchmark-only       # timings
+    .venv/bin/pytest tests/perf/test_bench_env.py --benchmark-disable    # smoke run
 
 Derived figures (completions/s, steps/s, the group/per-completion speed-up) are printed in
 the "Think2Seg benchmark figures" section at the end; docs/performance.md records them.

@@ -1,8 +1,8 @@
 """Parser throughput, worst-case completions, box scoring and the cost of one answer
 (pytest-benchmark; issues 8 and 9).
 
-    .venv/bin/pytest benchmarks/test_bench_parser.py --benchmark-only      # timings
-    .venv/bin/pytest benchmarks/test_bench_parser.py --benchmark-disable   # smoke run
+    .venv/bin/pytest tests/perf/test_bench_parser.py --benchmark-only      # timings
+    .venv/bin/pytest tests/perf/test_bench_parser.py --benchmark-disable   # smoke run
 
 Targets pinned here (on one core):
 - parses/s on the realistic mix of 8 (the same mix as ``test_bench_env``): >= 50,000 is the

@@ -1,12 +1,12 @@
 """Load on `t2s serve` over loopback: 16 concurrent clients x 200 groups of G = 8 (box segmenter).
 
-    .venv/bin/pytest benchmarks/test_bench_service.py --benchmark-only -p no:cacheprovider
+    .venv/bin/pytest tests/perf/test_bench_service.py --benchmark-only -p no:cacheprovider
 
 Every answer is checked against the in-process score of its own request (a mismatch fails
 the benchmark). Figures: throughput, client-side p50/p99 latency, and the batch sizes the
 server formed (from its /metrics). ``T2S_BENCH_SERVICE`` = ``clients,groups,g,size``
 changes the shape (default ``16,200,8,128``). The CI-sized version is
-tests/test_service.py::test_concurrent_clients_batch_and_match.
+tests/service/test_service.py::test_concurrent_clients_batch_and_match.
 """
 
 from __future__ import annotations

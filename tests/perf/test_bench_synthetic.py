@@ -1,7 +1,7 @@
 """Speed of the synthetic EarthReason-format generator (pytest-benchmark).
 
-    .venv/bin/pytest benchmarks/test_bench_synthetic.py --benchmark-only       # timings
-    .venv/bin/pytest benchmarks/test_bench_synthetic.py --benchmark-disable    # smoke run
+    .venv/bin/pytest tests/perf/test_bench_synthetic.py --benchmark-only       # timings
+    .venv/bin/pytest tests/perf/test_bench_synthetic.py --benchmark-disable    # smoke run
 
 Budget: 200 images (one default split) in 20 s or less on one core, i.e. at least
 10 images/s including the JPEG/PNG/JSON writes. OpenCV is limited to one thread here

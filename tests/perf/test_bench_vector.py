@@ -1,7 +1,7 @@
 """Throughput of RL-style use: reset+step episodes and vector-env steps through the
 numeric wrappers (pytest-benchmark).
 
-    .venv/bin/pytest benchmarks/test_bench_vector.py --benchmark-only -p no:cacheprovider
+    .venv/bin/pytest tests/perf/test_bench_vector.py --benchmark-only -p no:cacheprovider
 
 Episodes are one step, so an RL loop pays a reset (load the image, resize it to the frame)
 for every scored action. The env caches framed samples (``frame_cache_mb``); these

@@ -1,6 +1,6 @@
 """Segmenting one answer costs a bounded amount of work (issue 8 item 7).
 
-The timings live in ``benchmarks/test_bench_parser.py``; here the work is counted: GrabCut
+The timings live in ``tests/perf/test_bench_parser.py``; here the work is counted: GrabCut
 runs at most ``max_grabcut_instances`` times per answer, and the box segmenter's union-first
 fill gives the masks of a full-frame test.
 """

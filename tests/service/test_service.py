@@ -114,7 +114,7 @@ def test_drops_into_make_reward_functions(server):
 
 
 def test_concurrent_clients_batch_and_match(server):
-    """CI-sized version of the 16 x 200 load benchmark (benchmarks/test_bench_service.py)."""
+    """CI-sized version of the 16 x 200 load benchmark (tests/perf/test_bench_service.py)."""
     workload = loadtest.make_workload(clients=8, groups=12, g=8, size=64)
     loadtest.expect(workload, Scorer("box"))
     before = RemoteScorer(server).metrics()
