@@ -43,6 +43,14 @@ def _library_modules(root: Path = REPO) -> dict[str, Path]:
     return {_module_name(p, root): p for p in sorted((root / "t2s_env").rglob("*.py"))}
 
 
+def _project_modules(root: Path = REPO) -> dict[str, Path]:
+    """Every module of the project under its installed name (agents/x.py is think2seg.agents.x)."""
+    modules = _library_modules(root)
+    for folder in ("agents", "benchmarks", "scripts"):
+        modules.update({f"think2seg.{_module_name(p, root)}": p for p in sorted((root / folder).rglob("*.py"))})
+    return modules
+
+
 def _absolute(module: str, is_package: bool, node: ast.ImportFrom) -> str:
     """The absolute module an ``import from`` names (relative ones resolved from ``module``)."""
     if node.level == 0:
@@ -52,11 +60,11 @@ def _absolute(module: str, is_package: bool, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def library_imports(root: Path = REPO) -> dict[str, set[str]]:
-    """Library module -> the library modules it imports, at module level or inside a
-    function (a lazy import that closes a circle is a circle too). ``from pkg import mod``
-    counts as importing ``pkg.mod``."""
-    modules = _library_modules(root)
+def library_imports(root: Path = REPO, modules: dict[str, Path] | None = None) -> dict[str, set[str]]:
+    """Library module (or, given ``modules``, any of them) -> the modules among them it
+    imports, at module level or inside a function (a lazy import that closes a circle is a
+    circle too). ``from pkg import mod`` counts as importing ``pkg.mod``."""
+    modules = _library_modules(root) if modules is None else modules
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         edges = graph.setdefault(name, set())
@@ -152,6 +160,13 @@ def test_library_modules_import_no_circle():
     assert import_circles(library_imports()) == []
 
 
+def test_project_modules_import_no_circle():
+    """The applications too: a circle such as harness <-> sharding reads in no order."""
+    graph = library_imports(modules=_project_modules())
+    assert "think2seg.benchmarks.sharding" in graph["think2seg.benchmarks.cli"]  # installed names resolve
+    assert import_circles(graph) == []
+
+
 def test_import_circles_are_found():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
     assert import_circles(graph) == [["a", "b", "c"]]
@@ -159,6 +174,10 @@ def test_import_circles_are_found():
 
 def test_library_modules_use_no_other_modules_private_names():
     assert private_name_uses(_library_modules()) == []
+
+
+def test_project_modules_use_no_other_modules_private_names():
+    assert private_name_uses(_project_modules()) == []
 
 
 def test_private_name_uses_are_found(tmp_path):
