@@ -320,6 +320,7 @@ def test_help(command, capsys):
     assert "--out" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_main_job_defaults_on_a_few_synthetic_samples(tmp_path, capsys):
     """`t2s bench` with no arguments, cut to 2 samples: synthetic:val, every baseline and
     oracle, grabcut, strict, and the leaderboard printed."""
@@ -887,6 +888,7 @@ class FullDiskAt:
         return call
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
 def test_enospc_at_each_write_fsync_and_close_of_the_run_files(disjoint_root, tmp_path, capsys, monkeypatch):
     """ENOSPC injected at each write, fsync and close of the run folders' files in turn:

@@ -263,6 +263,7 @@ def test_sync_vector_env(rect_data):
     venv.close()
 
 
+@pytest.mark.slow
 def test_async_vector_env_without_shared_memory(rect_data):
     root, rects = rect_data
     fns = [functools.partial(gym.make, ENV_ID, root=str(root), split="val", segmenter="box") for _ in range(2)]

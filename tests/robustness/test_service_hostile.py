@@ -83,6 +83,7 @@ def comparable(results):
     return [loadtest.comparable(r) for r in results]
 
 
+@pytest.mark.slow
 def test_a_reference_naming_another_samples_image_never_changes_its_score(data):
     """The reproduction of issue 18: a ref with dataset + sample_id of one sample and the
     image path of another, sent at the same moment as an honest ref of that other sample
@@ -282,6 +283,7 @@ def test_a_client_gone_mid_body_is_one_log_line(server):
     assert RemoteScorer(url).metrics()["aborted"] == before + 1
 
 
+@pytest.mark.slow
 def test_more_connections_than_the_limit_get_503():
     proc, url = loadtest.spawn_server("--limit-concurrency", "3", "--read-timeout-s", "60")
     held = []

@@ -291,6 +291,7 @@ def test_client_fails_loudly_after_bounded_retries(mode, message):
             sock.close()
 
 
+@pytest.mark.slow
 def test_killed_and_restarted_server_loses_no_answer():
     """Kill -9 the server mid-load, restart it on the same port: every client finishes through
     retries and every answer equals the in-process score of its own request."""

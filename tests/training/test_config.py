@@ -109,6 +109,7 @@ def test_print_config_prints_a_reusable_recipe(tmp_path, capsys):
     assert printed["steps"] == 4 and printed["seed"] == 0 and printed["modules"] == ["q_proj"]
 
 
+@pytest.mark.slow
 def test_saved_config_round_trips_with_trl_and_records_provenance(tmp_path):
     from trl import GRPOConfig, ModelConfig
 

@@ -236,6 +236,7 @@ def test_resume_of_a_non_checkpoint_is_an_error(tmp_path):
 
 # -- training rows ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_redraw_changes_questions_across_epochs(er_root):
     cfg = load(f"root={er_root}", "dataset=earthreason:train", "num_train_epochs=4", "question_mode=redraw",
                "max_images=null")
@@ -359,6 +360,7 @@ def trained(tiny_qwen_dir, er_root, tmp_path_factory):
     return run, calls
 
 
+@pytest.mark.slow
 def test_two_grpo_steps_with_the_env_reward(trained):
     run, calls = trained
     cfg = run.cfg
@@ -395,6 +397,7 @@ def test_two_grpo_steps_with_the_env_reward(trained):
     assert not (out / "debug").exists()
 
 
+@pytest.mark.slow
 def test_tensorboard_has_reward_scalars_text_and_validation(trained):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -413,6 +416,7 @@ def test_tensorboard_has_reward_scalars_text_and_validation(trained):
     assert run.callback.val_history and run.callback.val_history[-1]["step"] == 2
 
 
+@pytest.mark.slow
 def test_resume_loads_the_checkpoint_weights(trained):
     """transformers 5 saves Qwen2.5-VL under its original key names; the trainer's
     resume must still restore every weight (see T2SGRPOTrainer)."""
@@ -432,6 +436,7 @@ def test_resume_loads_the_checkpoint_weights(trained):
     assert all(torch.equal(state[k], reference[k]) for k in reference)
 
 
+@pytest.mark.slow
 def test_cli_resume_continues_from_the_last_checkpoint(trained, tiny_qwen_dir, er_root, monkeypatch, capsys):
     """`--resume` must continue from checkpoint-2: its step (only step 3 is trained) and its
     weights (which weight decay moved away from the base model). A run restarted from
