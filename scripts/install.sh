@@ -30,7 +30,7 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 # and its optional CUDA extension is skipped: it only serves hole-filling post-processing.
 SAM2_BUILD_CUDA=0 "${PIP[@]}" install --no-build-isolation "$SAM2_SPEC"
 "${PIP[@]}" install -e ".[all]"
-# verl 0.9.1 for tests/test_integrations.py, beside the environment rather than in it (it pins
+# verl 0.9.1 for tests/env/integrations/test_integrations.py, beside the environment rather than in it (it pins
 # transformers<5.11 and needs ray): constraints/verl-test.txt lists it and what its reward code
 # imports; --no-deps keeps torch & co. from being installed twice (+227 MB, ~20 s; measured in
 # docs/scale-out.md). The environment's own constraint file does not apply to this folder.

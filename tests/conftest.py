@@ -9,6 +9,9 @@ import pytest
 
 from tests.datagen import write_rectangle_dataset
 
+#: The pytest-benchmark suites run only when named: ``pytest tests/perf --benchmark-only``.
+collect_ignore = ["perf"]
+
 
 def pytest_configure(config):
     # CI has 2 shared cores: torch's intra-op threads contending with other work slowed a

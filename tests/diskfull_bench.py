@@ -1,7 +1,7 @@
 """Run `t2s bench` with its results on a nearly full disk, for every amount of free space
 from 0 up to what the run needs, then free the space and resume what stopped.
 
-Run inside a private mount namespace where MOUNT is a small tmpfs (tests/test_harness.py
+Run inside a private mount namespace where MOUNT is a small tmpfs (tests/benchmarks/test_harness.py
 starts it with ``unshare --user --map-root-user --mount``). Prints one JSON line per case:
 free kB, exit status, the last stderr line, whether a traceback escaped, the resume
 status and whether the resumed samples equal those of a run with space to spare."""

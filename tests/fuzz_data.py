@@ -11,7 +11,7 @@ pickle also as written by protocols 0 and 2, whose explicit memo indexes flips m
 which once made a run allocate 18.5 GB); the two
 annotation files are also mutated as structures (a value replaced by junk: huge, NaN,
 negative, wrong type, deep nesting), because byte flips of JSON and pickles mostly stop
-at the parser. ``tests/test_data_fuzz.py`` runs this in a child process so that a
+at the parser. ``tests/robustness/test_data_fuzz.py`` runs this in a child process so that a
 segfault or a hang fails one test instead of killing the session. The address space is
 capped (a bomb fails as a MemoryError, reported), and a case that raises the peak
 resident memory by more than ``CASE_MEMORY_MIB`` is a finding too.
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     from t2s_env.datasets.earthreason import EarthReasonDataset
     from t2s_env.datasets.referring import RefSegRSDataset, RRSISDDataset
     from tests.datagen import write_rectangle_dataset
-    from tests.test_referring import write_refsegrs, write_rrsisd
+    from tests.env.datasets.test_referring import write_refsegrs, write_rrsisd
 
     work = Path(args.dir)
     pristine = work / "pristine"

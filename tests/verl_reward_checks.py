@@ -1,6 +1,6 @@
 """Runs verl's own code on Think2Seg rows and prints what verl made of them, as JSON.
 
-tests/test_integrations.py starts this file in a subprocess, with the folder that
+tests/env/integrations/test_integrations.py starts this file in a subprocess, with the folder that
 scripts/install.sh fills with verl 0.9.1 and what its reward code imports
 (constraints/verl-test.txt, ``--no-deps``). It runs in its own process because importing
 verl calls ``logging.basicConfig`` and imports ray: neither may leak into the test process.

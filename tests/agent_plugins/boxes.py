@@ -1,4 +1,4 @@
-"""Plug-in agents for tests/test_agents.py."""
+"""Plug-in agents for tests/agents/test_agents.py."""
 
 from __future__ import annotations
 
