@@ -1,0 +1,88 @@
+"""A training run's folder, shared by ``t2s train grpo`` and ``t2s train rl``: create it
+(or fail in one line), find what to resume from, and write step checkpoints atomically.
+The resolved config is saved by :func:`think2seg.scripts.config.save_resolved_config`.
+
+    prepare_output_dir(out)
+    resume = resolve_resume(cfg.resume, out, latest=latest_step_checkpoint, is_checkpoint=os.path.isfile,
+                            refusal="no such checkpoint file; use resume=auto")
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from t2s_env.errors import CheckpointError, ConfigError
+
+
+def prepare_output_dir(path: str | os.PathLike[str]) -> None:
+    """Create ``output_dir`` or fail with one line (a file in the way, no permission)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"output_dir {path} cannot be created: it or a folder above it is a file; "
+                          "pass output_dir=<a folder path>") from None
+    except OSError as exc:
+        raise ConfigError(f"output_dir {path} cannot be created: {exc.strerror or exc}; pass output_dir=<a writable folder>") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"output_dir {path} is not writable; pass output_dir=<a writable folder>")
+
+
+def resolve_resume(resume: str | None, output_dir: str | os.PathLike[str], *, latest: Callable[[str], Any],
+                   is_checkpoint: Callable[[str], bool], refusal: Exception) -> Any:
+    """None (fresh: no ``resume``, or ``auto`` with nothing in ``output_dir`` yet), the newest
+    checkpoint ``latest(output_dir)`` for ``auto``, or the path ``resume`` when
+    ``is_checkpoint`` accepts it; else raises ``refusal`` (one line naming the fix)."""
+    if resume in (None, "", "none"):
+        return None
+    if resume == "auto":
+        found = latest(str(output_dir)) if os.path.isdir(output_dir) else None
+        if found is None:
+            print(f"t2s: no checkpoint in {output_dir}; starting fresh", file=sys.stderr)
+        return found
+    path = os.path.expanduser(resume)
+    if not is_checkpoint(path):
+        raise refusal
+    return path
+
+
+def latest_step_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
+    """The ``step_<N>.pt`` of ``folder`` with the largest N; None when there is none."""
+    def step(p: Path) -> int:
+        n = p.stem.split("_")[1]
+        return int(n) if n.isdigit() else -1
+
+    found = sorted(Path(folder).glob("step_*.pt"), key=step)
+    return found[-1] if found else None
+
+
+def save_step_checkpoint(folder: str | os.PathLike[str], step: int, payload: dict[str, Any]) -> Path:
+    """``torch.save`` ``payload`` as ``folder/step_<step>.pt``, atomically (a crash leaves
+    the previous checkpoint, never half a file)."""
+    import torch
+
+    path = Path(folder) / f"step_{step}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_step_checkpoint(path: str | os.PathLike[str], fmt: str, what: str) -> dict[str, Any]:
+    """The payload of a checkpoint written by :func:`save_step_checkpoint` whose ``format``
+    is ``fmt``; CheckpointError (one line) for an unreadable or foreign file."""
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {path} ({type(exc).__name__}); delete it or pick another with resume=PATH") from None
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a `{what}` checkpoint")
+    return payload
+
+
+__all__ = ["latest_step_checkpoint", "load_step_checkpoint", "prepare_output_dir", "resolve_resume", "save_step_checkpoint"]
