@@ -397,7 +397,8 @@ def train(cfg: RLConfig, argv: Sequence[str] = ()) -> dict[str, Any]:
     writer.flush()
     writer.close()
     meta = {"env_steps": env_steps, "updates": updates, "val_giou": last_val["giou"], "val_reward": last_val["reward"],
-            "val_split": cfg.val_split, "segmenter": cfg.segmenter, "frame_size": cfg.frame_size}
+            "val_split": cfg.val_split, "segmenter": cfg.segmenter, "frame_size": cfg.frame_size,
+            "coord_frame": val.env.unwrapped.coord_frame}  # the frame its answers were scored in
     sha = save_policy(out / "policy.pt", actor, meta)
     train_envs.close()
     val.close()
