@@ -1,5 +1,6 @@
 """A training run's folder, shared by ``t2s train grpo`` and ``t2s train rl``: create it
-(or fail in one line), find what to resume from, and write step checkpoints atomically.
+(or fail in one line), find what to resume from (``--resume`` is short for trl's
+``resume_from_checkpoint``), and write step checkpoints atomically.
 The resolved config is saved by :func:`think2seg.scripts.config.save_resolved_config`.
 
     prepare_output_dir(out)
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from t2s_env.errors import CheckpointError, ConfigError
 
@@ -46,6 +47,32 @@ def resolve_resume(resume: str | None, output_dir: str | os.PathLike[str], *, la
     if not is_checkpoint(path):
         raise refusal
     return path
+
+
+def resume_alias(argv: Sequence[str]) -> list[str]:
+    """``--resume [CHECKPOINT]`` -> ``--resume_from_checkpoint CHECKPOINT|auto`` (trl's key).
+
+    >>> resume_alias(["--max_steps", "5", "--resume"])
+    ['--max_steps', '5', '--resume_from_checkpoint', 'auto']
+    >>> resume_alias(["--resume", "runs/x/checkpoint-4", "--resume=runs/y"])
+    ['--resume_from_checkpoint', 'runs/x/checkpoint-4', '--resume_from_checkpoint', 'runs/y']
+    """
+    out: list[str] = []
+    tokens = list(argv)
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.startswith("--resume="):
+            out += ["--resume_from_checkpoint", tok.split("=", 1)[1] or "auto"]
+        elif tok == "--resume":
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+            takes_next = nxt is not None and not nxt.startswith("-") and "=" not in nxt
+            out += ["--resume_from_checkpoint", nxt if takes_next else "auto"]
+            i += takes_next
+        else:
+            out.append(tok)
+        i += 1
+    return out
 
 
 def latest_step_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
@@ -85,4 +112,5 @@ def load_step_checkpoint(path: str | os.PathLike[str], fmt: str, what: str) -> d
     return payload
 
 
-__all__ = ["latest_step_checkpoint", "load_step_checkpoint", "prepare_output_dir", "resolve_resume", "save_step_checkpoint"]
+__all__ = ["latest_step_checkpoint", "load_step_checkpoint", "prepare_output_dir", "resolve_resume", "resume_alias",
+           "save_step_checkpoint"]

@@ -12,27 +12,12 @@ Configuration is trl's: this script's ``ScriptArguments`` beside trl's ``GRPOCon
 (scripts/config.py: ``key=value`` or ``--key value``). The resolved config, with package
 versions and the git commit, is saved as ``output_dir/config.yaml``.
 
-The file reads top to bottom: configuration, the training rows, the model, the rewards,
-the TensorBoard extras, then ``main``. See docs/training.md for the recipes and memory figures.
+The file reads top to bottom: configuration, the training rows, the rewards, then the
+model, the trainer and ``main``. See docs/training.md for the recipes and memory figures.
 
-Data. One row per (image, question), materialised for every epoch in a seeded order, and
-trl reads the rows once in that order (``shuffle_dataset=False``, one trl epoch):
-
-- ``question_mode: redraw`` (default): each epoch every image appears once with a question
-  re-drawn by ``seeded_choice(n, data_seed, image_id@epoch)`` (epoch 0 equals the
-  environment's ``question=random``), so the model meets other questions of an image in
-  later epochs. Upstream drew one question per image once, unseeded.
-- ``all``: every question of every image, each epoch.
-- ``first`` / ``random``: one fixed question per image (questions[0] / seeded once).
-
-Re-drawing applies to the EarthReason layout (one mask per image, shared by its questions);
-in referring datasets every expression keeps its own question and mask.
-
-Materialising the epochs (rather than re-drawing inside a transform on a trl epoch hook)
-keeps the order a pure function of the config, so ``--resume`` continues on exactly the
-rows that an uninterrupted run would have seen, on every rank. Images are never stored in
-Arrow: a transform loads each row's image (840×840 LANCZOS, SPEC §5) through a small LRU
-cache; ground-truth masks reach the reward through ``sample_id`` and a lookup.
+Data. One row per (image, question), materialised for every epoch in a seeded order
+(``question_mode``: redraw, all, first, random), images loaded on access: see
+:mod:`t2s_env.integrations.trl_rows`.
 
 Reward. ``t2s_env.make_reward_functions`` (iou, json, think; trl weights 2, 1, 1) groups
 the completions of a batch by image, encodes each image once and decodes the group
@@ -46,37 +31,26 @@ import importlib.util
 import math
 import os
 import sys
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
-import numpy as np
 
 if __package__ in (None, ""):  # run as a file: import the checkout as think2seg.*
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import _checkout  # noqa: F401
 
-from t2s_env import (
-    ConfigError,
-    RewardWeights,
-    Scorer,
-    T2SError,
-    build_messages,
-    get_variant,
-    load_framed,
-    make_dataset,
-    make_reward_functions,
-)
-from t2s_env.datasets import EarthReasonDataset, seeded_choice
+from t2s_env import (ConfigError, RewardWeights, Scorer, T2SError, build_messages, get_variant, load_framed, make_dataset,
+                     make_reward_functions)
 from t2s_env.coords import check_frame_match, get_coord_frame
 from t2s_env.errors import CheckpointError
 from t2s_env.instructions import coord_variant
-from t2s_env.sample_cache import FramedSampleCache
+from t2s_env.integrations.trl_rows import LOAD_MODES, TrainRows, build_rows
 from think2seg.agents.hf_vlm.callbacks import RewardMonitor, T2SCallback, ValData, make_callback
-from think2seg.agents.hf_vlm.training import grpo_trainer_class, load_trainable, lora_config, resolve_model_path
+from think2seg.agents.hf_vlm.training import (grpo_trainer_class, load_trainable, lora_config, model_family,
+                                              resolve_model_path)
 from think2seg.scripts.config import config_values, parse_config, save_resolved_config
-from think2seg.scripts.run_folder import prepare_output_dir
+from think2seg.scripts.run_folder import prepare_output_dir, resume_alias
 from think2seg.scripts.run_folder import resolve_resume as resolve_resume_in
 
 # ---------------------------------------------------------------------------------------
@@ -157,7 +131,7 @@ def load_config(argv: Sequence[str] = ()) -> Config:
         raise ConfigError(_NO_MODEL)  # at once: importing trl to parse would take seconds
     from trl import GRPOConfig
 
-    script, model, training = parse_config(_resume_alias(argv), ScriptArguments, model_arguments(), GRPOConfig,
+    script, model, training = parse_config(resume_alias(argv), ScriptArguments, model_arguments(), GRPOConfig,
                                            prog="t2s train grpo", defaults=DEFAULTS,
                                            description="GRPO training of a Qwen2.5-VL prompter on the Think2Seg reward (trl).")
     epochs = check_config(script, training, model)
@@ -179,26 +153,6 @@ def model_arguments() -> type:
                 raise ConfigError(_NO_MODEL)
 
     return ModelArguments
-
-
-def _resume_alias(argv: Sequence[str]) -> list[str]:
-    """``--resume [CHECKPOINT]`` -> ``--resume_from_checkpoint CHECKPOINT|auto``."""
-    out: list[str] = []
-    tokens = list(argv)
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if tok.startswith("--resume="):
-            out += ["--resume_from_checkpoint", tok.split("=", 1)[1] or "auto"]
-        elif tok == "--resume":
-            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-            takes_next = nxt is not None and not nxt.startswith("-") and "=" not in nxt
-            out += ["--resume_from_checkpoint", nxt if takes_next else "auto"]
-            i += takes_next
-        else:
-            out.append(tok)
-        i += 1
-    return out
 
 
 def check_config(script: ScriptArguments, training: Any, model: Any) -> int:
@@ -252,86 +206,20 @@ def check_config(script: ScriptArguments, training: Any, model: Any) -> int:
 # ---------------------------------------------------------------------------------------
 # 2. Training rows: (image, question) per epoch, images loaded on access.
 # ---------------------------------------------------------------------------------------
-@dataclass
-class TrainData:
-    dataset: Any  # datasets.Dataset with a transform adding `prompt` and `image`
-    samples: list[Any]  # the base samples, by index
-    # framed samples by base index: trl asks for each row num_generations times in a row,
-    # and the reward asks for its mask
-    cache: FramedSampleCache
-    sample_index: dict[str, int]  # sample_id -> base index
-    rows_per_epoch: int
-    image_size: int
-
-    def framed(self, index: int) -> Any:
-        """Base sample ``index`` in the protocol frame (image and mask), from the cache."""
-        return self.cache.get_or_load(index, lambda: load_framed(self.samples[index], self.image_size))
-
-    def gt_mask(self, sample_id: str) -> np.ndarray:
-        return self.framed(self.sample_index[sample_id]).gt_mask
-
-
-def _question_choice(sample: Any, mode: str, seed: int, epoch: int) -> tuple[str, int]:
-    qs = tuple(sample.questions) or (sample.question,)
-    if mode != "redraw":
-        return sample.question, sample.question_index
-    key = sample.image_id if epoch == 0 else f"{sample.image_id}@{epoch}"
-    k = seeded_choice(len(qs), seed, key)
-    return qs[k], k
-
-
-def build_train_data(cfg: Config) -> TrainData:
-    """Rows for ``num_train_epochs`` epochs; each epoch a seeded permutation of the units
-    (images, or questions in ``all`` mode)."""
-    from datasets import Dataset
-
-    load_mode = {"redraw": "first", "all": "all", "first": "first", "random": "random"}[cfg.script.question_mode]
+def build_train_data(cfg: Config) -> TrainRows:
+    """Rows for ``num_train_epochs`` epochs (t2s_env.integrations.trl_rows)."""
+    load_mode = LOAD_MODES[cfg.script.question_mode]
     base = make_dataset(cfg.script.dataset, root=cfg.script.root, question=load_mode, seed=cfg.training.data_seed)
     samples = list(base)
     if cfg.script.max_images is not None:
-        keep = sorted({s.image_id for s in samples})[: cfg.script.max_images]
-        keep_set = set(keep)
-        samples = [s for s in samples if s.image_id in keep_set]
+        keep = set(sorted({s.image_id for s in samples})[: cfg.script.max_images])
+        samples = [s for s in samples if s.image_id in keep]
     if not samples:
         raise ConfigError(f"dataset {cfg.script.dataset} has no samples")
-    # EarthReason-layout data has one mask per image, so any question of an image can be
-    # re-drawn; referring datasets keep each expression with its own mask. (The reward
-    # encodes each image once either way: it groups by image_id, then by sample_id.)
-    one_mask_per_image = isinstance(base, EarthReasonDataset)
-    rows: dict[str, list[Any]] = defaultdict(list)
-    sample_index: dict[str, int] = {}
-    for epoch in range(cfg.epochs):
-        order = np.random.default_rng([cfg.training.data_seed, epoch]).permutation(len(samples))
-        for u in order.tolist():
-            s = samples[u]
-            # Re-drawing needs questions that share the sample's mask: true of EarthReason's
-            # per-image questions; referring datasets keep each expression with its own mask.
-            mode = cfg.script.question_mode if one_mask_per_image else "first"
-            question, k = _question_choice(s, mode, cfg.training.data_seed, epoch)
-            sid = f"{s.image_id}#q{k}" if cfg.script.question_mode in ("redraw", "all") and one_mask_per_image else s.sample_id
-            sample_index[sid] = u
-            rows["row_id"].append(len(rows["row_id"]))
-            rows["epoch"].append(epoch)
-            rows["sample_id"].append(sid)
-            rows["image_id"].append(s.image_id)
-            rows["question"].append(question)
-            rows["unit"].append(u)
-    ds = Dataset.from_dict(dict(rows))
-    # bounded by count only (the images are the protocol frame's, a few MB each)
-    cache = FramedSampleCache(max_bytes=2**62, max_items=max(64, 2 * cfg.training.per_device_train_batch_size))
-    data = TrainData(ds, samples, cache, sample_index, len(samples), cfg.script.image_size)
-    variant = get_variant(cfg.script.prompt_variant)
-
-    def add_prompt_and_image(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        from PIL import Image
-
-        out = dict(batch)
-        out["prompt"] = [build_messages(q, variant) for q in batch["question"]]
-        out["image"] = [Image.fromarray(data.framed(u).image) for u in batch["unit"]]
-        return out
-
-    ds.set_transform(add_prompt_and_image)
-    return data
+    return build_rows(base, samples=samples, epochs=cfg.epochs, seed=cfg.training.data_seed,
+                      image_size=cfg.script.image_size, prompt_variant=cfg.script.prompt_variant,
+                      question_mode=cfg.script.question_mode,
+                      cache_items=max(64, 2 * cfg.training.per_device_train_batch_size))
 
 
 def build_val_data(cfg: Config) -> ValData | None:
@@ -354,7 +242,7 @@ def build_val_data(cfg: Config) -> ValData | None:
 # ---------------------------------------------------------------------------------------
 # 3. Rewards and what they log (agents/hf_vlm/callbacks.py).
 # ---------------------------------------------------------------------------------------
-def build_rewards(cfg: Config, data: TrainData, monitor: RewardMonitor) -> tuple[list[Callable], Scorer]:
+def build_rewards(cfg: Config, data: TrainRows, monitor: RewardMonitor) -> tuple[list[Callable], Scorer]:
     """The environment's group-scoring reward callables, with the segmenter on this rank's device."""
     from accelerate import PartialState
 
@@ -378,7 +266,7 @@ def build_rewards(cfg: Config, data: TrainData, monitor: RewardMonitor) -> tuple
 class Run:
     cfg: Config
     trainer: Any
-    data: TrainData
+    data: TrainRows
     scorer: Scorer
     monitor: RewardMonitor
     callback: T2SCallback
@@ -390,19 +278,7 @@ def resolve_family(cfg: Config, model_path: str) -> Any:
     """The model's family (checked against ``family``) and the coordinate frame its answers
     are trained in: ``coord_frame`` or the family's; a contradiction is refused unless
     ``allow_frame_mismatch``. Sets ``coord_frame`` and the frame's prompt variant."""
-    from think2seg.agents.hf_vlm.families import get_family
-    from think2seg.agents.hf_vlm.loading import adapter_base, check_model_dir, family_of_dir
-
-    base = adapter_base(model_path) if os.path.isdir(model_path) else None
-    if base is None:
-        family = check_model_dir(model_path, need_processor=cfg.script.processor is None)
-    else:
-        family = family_of_dir(os.path.expanduser(base)) if os.path.isdir(os.path.expanduser(base)) else None
-    if family is None:  # a hub id: its config is read when loaded
-        family = get_family(cfg.script.family or "qwen2_5_vl")
-    if cfg.script.family is not None and get_family(cfg.script.family).name != family.name:
-        raise ConfigError(f"{model_path} holds a {family.label} model but family={cfg.script.family}; "
-                          f"set family={family.name} or pass a {get_family(cfg.script.family).label} checkpoint")
+    family = model_family(model_path, cfg.script.family, need_processor=cfg.script.processor is None)
     frame = cfg.script.coord_frame or family.coord_frame
     if not cfg.script.allow_frame_mismatch:
         check_frame_match(family.coord_frame, frame, f"{model_path} ({family.label})",
@@ -437,15 +313,9 @@ def build_run(cfg: Config) -> Run:
                              reward_weights=cfg.training.reward_weights, sample_log_steps=cfg.script.sample_log_steps,
                              max_new_tokens=cfg.script.val_max_new_tokens or cfg.training.max_completion_length,
                              val_steps=cfg.script.val_steps, val_batch_size=cfg.script.val_batch_size)
-    trainer = grpo_trainer_class()(
-        model=model,
-        reward_funcs=reward_funcs,
-        args=cfg.training,
-        train_dataset=data.dataset,
-        processing_class=processor,
-        peft_config=lora_config(cfg.model, cfg.script.freeze_vision),
-        callbacks=[callback],
-    )
+    trainer = grpo_trainer_class()(model=model, reward_funcs=reward_funcs, args=cfg.training, train_dataset=data.dataset,
+                                   processing_class=processor, callbacks=[callback],
+                                   peft_config=lora_config(cfg.model, cfg.script.freeze_vision))
     callback.trainer = trainer
     tb_dir = os.path.join(cfg.training.output_dir, "tensorboard")
     for cb in trainer.callback_handler.callbacks:
@@ -478,13 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr = run.trainer
     if tr.accelerator.is_main_process:
         save_resolved_config(cfg.training.output_dir, cfg.script, cfg.training, cfg.model, argv=argv)
-        n_rows = len(run.data.dataset)
-        print(
-            f"t2s: {n_rows} rows ({run.data.rows_per_epoch} per epoch × {cfg.epochs}), "
-            f"G={cfg.training.num_generations}, model {run.model_path}, segmenter {cfg.script.segmenter}, "
-            f"TensorBoard {run.tensorboard_dir}" + (f", resuming {resume}" if resume else ""),
-            file=sys.stderr,
-        )
+        print(f"t2s: {len(run.data.dataset)} rows ({run.data.rows_per_epoch} per epoch × {cfg.epochs}), "
+              f"G={cfg.training.num_generations}, model {run.model_path}, segmenter {cfg.script.segmenter}, "
+              f"TensorBoard {run.tensorboard_dir}" + (f", resuming {resume}" if resume else ""), file=sys.stderr)
     tr.train(resume_from_checkpoint=resume)
     tr.save_model(cfg.training.output_dir)
     if tr.accelerator.is_main_process:

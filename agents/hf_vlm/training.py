@@ -3,6 +3,7 @@ resumes transformers-5 checkpoints.
 
 - :func:`resolve_model_path`: ``tiny:DIR`` (built offline), a local folder, or a hub id
   checked with one quick request (offline: the local hub cache, else a one-line error).
+- :func:`model_family`: the family of a checkpoint, checked against the one asked for.
 - :func:`load_trainable`: the model, optionally with its vision tower frozen.
 - :func:`lora_config`: peft's ``LoraConfig`` from trl's ``ModelConfig``.
 - :func:`grpo_trainer_class`: trl's ``GRPOTrainer`` with the resume fix below.
@@ -70,6 +71,25 @@ def resolve_hub_model(repo_id: str, revision: str | None = None) -> str:
             f"is a network (hf download {repo_id} --local-dir DIR) and pass model_name_or_path=DIR"
         )
     return path
+
+
+def model_family(model_path: str, family: str | None = None, need_processor: bool = True) -> Any:
+    """The family of the model at ``model_path`` (a LoRA adapter: its base's; a hub id:
+    ``family`` or Qwen2.5-VL, read when loaded), checked against ``family`` when given."""
+    from .families import get_family
+    from .loading import adapter_base, check_model_dir, family_of_dir
+
+    base = adapter_base(model_path) if os.path.isdir(model_path) else None
+    if base is None:
+        found = check_model_dir(model_path, need_processor=need_processor)
+    else:
+        found = family_of_dir(os.path.expanduser(base)) if os.path.isdir(os.path.expanduser(base)) else None
+    if found is None:  # a hub id: its config is read when loaded
+        found = get_family(family or "qwen2_5_vl")
+    if family is not None and get_family(family).name != found.name:
+        raise ConfigError(f"{model_path} holds a {found.label} model but family={family}; "
+                          f"set family={found.name} or pass a {get_family(family).label} checkpoint")
+    return found
 
 
 def load_trainable(path: str, dtype: str | None = None, attn_implementation: str | None = None,
@@ -140,5 +160,5 @@ def grpo_trainer_class() -> type:
     return T2SGRPOTrainer
 
 
-__all__ = ["DEFAULT_LORA_MODULES", "grpo_trainer_class", "load_trainable", "lora_config", "resolve_hub_model",
+__all__ = ["DEFAULT_LORA_MODULES", "grpo_trainer_class", "load_trainable", "lora_config", "model_family", "resolve_hub_model",
            "resolve_model_path"]

@@ -21,7 +21,7 @@ from think2seg.scripts import run_folder  # noqa: E402
 
 
 @pytest.mark.parametrize("module", ["t2s_env.wrappers", "think2seg.agents.rl.advantages",
-                                    "think2seg.agents.rl.group_ppo"])
+                                    "think2seg.agents.rl.group_ppo", "think2seg.scripts.run_folder"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
