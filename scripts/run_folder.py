@@ -85,11 +85,19 @@ def latest_step_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
     return found[-1] if found else None
 
 
-def save_step_checkpoint(folder: str | os.PathLike[str], step: int, payload: dict[str, Any]) -> Path:
-    """``torch.save`` ``payload`` as ``folder/step_<step>.pt``, atomically (a crash leaves
-    the previous checkpoint, never half a file)."""
+def save_step_checkpoint(folder: str | os.PathLike[str], step: int, fmt: str, module: Any, **extra: Any) -> Path:
+    """``folder/step_<step>.pt``, written atomically (a crash leaves the previous checkpoint,
+    never half a file): ``format`` ``fmt``, ``extra`` (counters, the config), ``module``'s
+    state dict (a tianshou algorithm: networks and optimisers) and the torch, numpy and
+    Python RNG states."""
+    import random
+
+    import numpy as np
     import torch
 
+    payload = {"format": fmt, **extra, "algorithm": module.state_dict(),
+               "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
+                       "python": random.getstate()[1]}}
     path = Path(folder) / f"step_{step}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -98,9 +106,10 @@ def save_step_checkpoint(folder: str | os.PathLike[str], step: int, payload: dic
     return path
 
 
-def load_step_checkpoint(path: str | os.PathLike[str], fmt: str, what: str) -> dict[str, Any]:
-    """The payload of a checkpoint written by :func:`save_step_checkpoint` whose ``format``
-    is ``fmt``; CheckpointError (one line) for an unreadable or foreign file."""
+def load_step_checkpoint(path: str | os.PathLike[str], fmt: str, what: str, module: Any) -> dict[str, Any]:
+    """Load a :func:`save_step_checkpoint` file of format ``fmt`` into ``module`` and restore
+    torch's RNG; returns the payload. CheckpointError (one line) for an unreadable or foreign
+    file, or one whose networks do not fit ``module``."""
     import torch
 
     try:
@@ -109,6 +118,11 @@ def load_step_checkpoint(path: str | os.PathLike[str], fmt: str, what: str) -> d
         raise CheckpointError(f"cannot read checkpoint {path} ({type(exc).__name__}); delete it or pick another with resume=PATH") from None
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise CheckpointError(f"{path} is not a `{what}` checkpoint")
+    try:
+        module.load_state_dict(payload["algorithm"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path} does not fit this config's networks ({str(exc).splitlines()[0][:160]})") from None
+    torch.set_rng_state(payload["rng"]["torch"])
     return payload
 
 

@@ -35,12 +35,11 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from t2s_env.errors import CheckpointError, ConfigError
+from t2s_env.errors import ConfigError
 from t2s_env.progress import progress_bar
 
 try:  # installed as think2seg.scripts / think2seg.agents; from a bare checkout as files
-    from think2seg.agents.rl.policy import (ARCHITECTURES, BoxActor, PolicySpec, ValueNet, action_distribution,
-                                            make_actor, save_policy)
+    from think2seg.agents.rl.policy import ARCHITECTURES, BoxActor, PolicySpec, save_policy
     from think2seg.agents.rl.evaluate import SplitEvaluator
     from think2seg.scripts.config import parse_config, save_resolved_config
     from think2seg.scripts.run_folder import latest_step_checkpoint, load_step_checkpoint, save_step_checkpoint
@@ -48,8 +47,7 @@ try:  # installed as think2seg.scripts / think2seg.agents; from a bare checkout 
 except ImportError:  # pragma: no cover
     import _checkout  # noqa: F401
 
-    from think2seg.agents.rl.policy import (ARCHITECTURES, BoxActor, PolicySpec, ValueNet, action_distribution,
-                                            make_actor, save_policy)
+    from think2seg.agents.rl.policy import ARCHITECTURES, BoxActor, PolicySpec, save_policy
     from think2seg.agents.rl.evaluate import SplitEvaluator
     from think2seg.scripts.config import parse_config, save_resolved_config
     from think2seg.scripts.run_folder import latest_step_checkpoint, load_step_checkpoint, save_step_checkpoint
@@ -132,18 +130,12 @@ class RLConfig:
             value = getattr(self, name)
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
-        if not 16 <= self.obs_size <= 256:
-            raise ConfigError(f"obs_size must be in [16, 256], got {self.obs_size}")
+        for name, low, high in (("obs_size", 16, 256), ("frame_size", 16, 4096), ("question_dim", 8, 65536),
+                                ("n_points", 0, 8), ("synthetic_train_images", 0, 100_000)):
+            if not low <= getattr(self, name) <= high:
+                raise ConfigError(f"{name} must be in [{low}, {high}], got {getattr(self, name)}")
         if self.obs_size > self.frame_size:
             raise ConfigError(f"obs_size ({self.obs_size}) must not exceed frame_size ({self.frame_size})")
-        if not 16 <= self.frame_size <= 4096:
-            raise ConfigError(f"frame_size must be in [16, 4096], got {self.frame_size}")
-        if not 8 <= self.question_dim <= 65536:
-            raise ConfigError(f"question_dim must be in [8, 65536], got {self.question_dim}")
-        if not 0 <= self.n_points <= 8:
-            raise ConfigError(f"n_points must be in [0, 8], got {self.n_points}")
-        if not 0 <= self.synthetic_train_images <= 100_000:
-            raise ConfigError(f"synthetic_train_images must be in [0, 100000], got {self.synthetic_train_images}")
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
         if self.arch == "cell-box" and (self.n_points or self.presence):
@@ -240,29 +232,12 @@ def resolve_resume(cfg: RLConfig) -> Path | None:
 
 
 def save_checkpoint(cfg: RLConfig, algo: Any, env_steps: int, updates: int) -> Path:
-    import torch
-
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "env_steps": env_steps,
-        "updates": updates,
-        "algorithm": algo.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
-                "python": random.getstate()[1]},
-        "config": asdict(cfg),
-    }
-    return save_step_checkpoint(Path(cfg.output_dir) / "checkpoints", env_steps, payload)
+    return save_step_checkpoint(Path(cfg.output_dir) / "checkpoints", env_steps, CHECKPOINT_FORMAT, algo,
+                                env_steps=env_steps, updates=updates, config=asdict(cfg))
 
 
 def load_checkpoint(path: Path, algo: Any) -> tuple[int, int]:
-    import torch
-
-    payload = load_step_checkpoint(path, CHECKPOINT_FORMAT, PROG)
-    try:
-        algo.load_state_dict(payload["algorithm"])
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"{path} does not fit this config's networks ({str(exc).splitlines()[0][:160]})") from None
-    torch.set_rng_state(payload["rng"]["torch"])
+    payload = load_step_checkpoint(path, CHECKPOINT_FORMAT, PROG, algo)
     return int(payload["env_steps"]), int(payload["updates"])
 
 
@@ -270,25 +245,12 @@ def load_checkpoint(path: Path, algo: Any) -> tuple[int, int]:
 
 
 def build_algorithm(cfg: RLConfig, action_space: Any) -> tuple[Any, BoxActor, Any]:
-    from tianshou.algorithm.modelfree.reinforce import ProbabilisticActorPolicy
-    from tianshou.algorithm.optim import AdamOptimizerFactory
+    from think2seg.agents.rl.group_ppo import make_ppo
 
-    from think2seg.agents.rl.group_ppo import LinearDecay, make_group_ppo
-
-    spec = cfg.policy_spec()
-    actor = make_actor(spec, init_std=cfg.init_std)
-    critic = ValueNet(spec)
-    dist_fn = functools.partial(action_distribution, spec.arch)
-    policy = ProbabilisticActorPolicy(actor=actor, dist_fn=dist_fn, action_space=action_space,
-                                      deterministic_eval=True, action_scaling=True, action_bound_method="clip")
-    optim = AdamOptimizerFactory(lr=cfg.lr)
-    decay = LinearDecay(math.ceil(cfg.total_env_steps / cfg.steps_per_update)) if cfg.lr_schedule == "linear" else None
-    if decay is not None:
-        optim = optim.with_lr_scheduler_factory(decay)
-    algo = make_group_ppo(cfg.group_size, policy=policy, critic=critic, optim=optim, eps_clip=cfg.eps_clip,
-                          vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, max_grad_norm=cfg.max_grad_norm or None,
-                          gae_lambda=1.0, gamma=1.0, advantage_normalization=True, max_batchsize=cfg.steps_per_update)
-    return algo, actor, decay
+    linear = math.ceil(cfg.total_env_steps / cfg.steps_per_update) if cfg.lr_schedule == "linear" else None
+    return make_ppo(cfg.policy_spec(), action_space, group_size=cfg.group_size, init_std=cfg.init_std, lr=cfg.lr,
+                    linear_decay_updates=linear, eps_clip=cfg.eps_clip, vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef,
+                    max_grad_norm=cfg.max_grad_norm, max_batchsize=cfg.steps_per_update)
 
 
 def reset_seeds(cfg: RLConfig, updates: int) -> int | list[int]:
@@ -369,16 +331,11 @@ def train(cfg: RLConfig, argv: Sequence[str] = ()) -> dict[str, Any]:
         scores = train_envs.drain_scores()
         progress.set_postfix(reward=float(scores[:, 0].mean()), iou=float(scores[:, 1].mean()))
         progress.update(cfg.steps_per_update)
-        writer.add_scalar("train/episode_reward", scores[:, 0].mean(), env_steps)
-        writer.add_scalar("train/iou", scores[:, 1].mean(), env_steps)
-        writer.add_scalar("train/reward_iou", scores[:, 1].mean(), env_steps)
-        writer.add_scalar("train/reward_json", scores[:, 2].mean(), env_steps)
-        writer.add_scalar("train/reward_think", scores[:, 3].mean(), env_steps)
-        for name in ("actor_loss", "vf_loss", "ent_loss", "loss"):
-            value = getattr(stats, name, None)
-            if value is not None:
-                tag = {"actor_loss": "actor", "vf_loss": "critic", "ent_loss": "entropy", "loss": "total"}[name]
-                writer.add_scalar(f"loss/{tag}", value.mean, env_steps)
+        for tag, column in (("episode_reward", 0), ("iou", 1), ("reward_iou", 1), ("reward_json", 2), ("reward_think", 3)):
+            writer.add_scalar(f"train/{tag}", scores[:, column].mean(), env_steps)
+        for name, tag in (("actor_loss", "actor"), ("vf_loss", "critic"), ("ent_loss", "entropy"), ("loss", "total")):
+            if getattr(stats, name, None) is not None:
+                writer.add_scalar(f"loss/{tag}", getattr(stats, name).mean, env_steps)
         writer.add_scalar("policy/std", float(actor.log_std.detach().exp().mean()), env_steps)
         writer.add_scalar("policy/lr", algo.lr_schedulers[0].get_last_lr()[0] if algo.lr_schedulers else cfg.lr, env_steps)
         if updates % cfg.eval_every == 0 or env_steps >= cfg.total_env_steps:

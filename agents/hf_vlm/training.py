@@ -160,5 +160,5 @@ def grpo_trainer_class() -> type:
     return T2SGRPOTrainer
 
 
-__all__ = ["DEFAULT_LORA_MODULES", "grpo_trainer_class", "load_trainable", "lora_config", "model_family", "resolve_hub_model",
-           "resolve_model_path"]
+__all__ = ["DEFAULT_LORA_MODULES", "grpo_trainer_class", "load_trainable", "lora_config", "model_family",
+           "resolve_hub_model", "resolve_model_path"]

@@ -1,5 +1,6 @@
 """Grouped PPO for one-step episodes (tianshou 2.x): leave-one-out advantages, minibatches
-that keep each observation's answers together, and a linear learning-rate decay.
+that keep each observation's answers together, and a linear learning-rate decay;
+:func:`make_ppo` assembles actor, critic, optimiser and algorithm for a :class:`.policy.PolicySpec`.
 
 With ``group_size`` > 1 the sub-envs of a group are seeded alike, so every image is answered
 ``group_size`` times per step (:func:`make_group_ppo`). An answer's advantage is its reward
@@ -16,6 +17,7 @@ attributes (``critic``, ``policy``, ``optim``, ``eps_clip``, ``vf_coef``, ``ent_
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,7 @@ from tianshou.algorithm.modelfree.a2c import A2CTrainingStats
 from tianshou.data import Batch, SequenceSummaryStats
 
 from .advantages import leave_one_out_advantages, observation_groups
+from .policy import PolicySpec, ValueNet, action_distribution, make_actor
 
 
 class GroupPPO(PPO):
@@ -89,6 +92,31 @@ class GroupPPO(PPO):
                                 gradient_steps=len(losses))
 
 
+def make_ppo(spec: PolicySpec, action_space: Any, *, group_size: int = 1, init_std: float = 0.35, lr: float = 1e-3,
+             linear_decay_updates: int | None = None, eps_clip: float = 0.2, vf_coef: float = 0.5,
+             ent_coef: float = 0.0, max_grad_norm: float = 0.5, max_batchsize: int = 256) -> tuple[PPO, Any, Any]:
+    """(algorithm, actor, :class:`LinearDecay` or None): the ``spec`` actor and its critic
+    under (grouped) PPO for one-step episodes (gamma 1, no GAE, normalised advantages), with
+    Adam at ``lr``, decayed linearly to 0 over ``linear_decay_updates`` updates when given.
+    ``max_grad_norm`` 0 means no clipping."""
+    from tianshou.algorithm.modelfree.reinforce import ProbabilisticActorPolicy
+    from tianshou.algorithm.optim import AdamOptimizerFactory
+
+    actor = make_actor(spec, init_std=init_std)
+    critic = ValueNet(spec)
+    dist_fn = functools.partial(action_distribution, spec.arch)
+    policy = ProbabilisticActorPolicy(actor=actor, dist_fn=dist_fn, action_space=action_space,
+                                      deterministic_eval=True, action_scaling=True, action_bound_method="clip")
+    optim = AdamOptimizerFactory(lr=lr)
+    decay = LinearDecay(linear_decay_updates) if linear_decay_updates is not None else None
+    if decay is not None:
+        optim = optim.with_lr_scheduler_factory(decay)
+    algo = make_group_ppo(group_size, policy=policy, critic=critic, optim=optim, eps_clip=eps_clip,
+                          vf_coef=vf_coef, ent_coef=ent_coef, max_grad_norm=max_grad_norm or None,
+                          gae_lambda=1.0, gamma=1.0, advantage_normalization=True, max_batchsize=max_batchsize)
+    return algo, actor, decay
+
+
 def make_group_ppo(group_size: int, **kwargs: Any) -> PPO:
     """:class:`GroupPPO` when ``group_size`` > 1 (then each image's answers also share one
     forward pass, see :func:`.policy.unique_rows`); tianshou's plain PPO otherwise.
@@ -130,4 +158,4 @@ class LinearDecay:
                 group["lr"] = base * self.factor(0)
 
 
-__all__ = ["GroupPPO", "LinearDecay", "make_group_ppo"]
+__all__ = ["GroupPPO", "LinearDecay", "make_group_ppo", "make_ppo"]

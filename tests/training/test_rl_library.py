@@ -126,22 +126,30 @@ def test_tianshou_vector_env_hands_out_the_autoreset_observations():
 
 
 def test_run_folder_resume_and_step_checkpoints(tmp_path, capsys):
+    import torch
+
     refusal = ConfigError("no such checkpoint")
     kw = dict(latest=run_folder.latest_step_checkpoint, is_checkpoint=lambda p: p.endswith(".pt"), refusal=refusal)
     assert run_folder.resolve_resume(None, tmp_path, **kw) is None
     assert run_folder.resolve_resume("auto", tmp_path / "new", **kw) is None
     assert "starting fresh" in capsys.readouterr().err
+    net, other = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    saved_rng = torch.get_rng_state()  # what each checkpoint records
     for step in (9, 10, 2):
-        run_folder.save_step_checkpoint(tmp_path, step, {"format": "f", "step": step})
+        run_folder.save_step_checkpoint(tmp_path, step, "f", net, env_steps=step)
     assert run_folder.resolve_resume("auto", tmp_path, **kw) == tmp_path / "step_10.pt"  # numeric, not text order
     with pytest.raises(ConfigError, match="no such checkpoint"):
         run_folder.resolve_resume(str(tmp_path / "x.txt"), tmp_path, **kw)
-    assert run_folder.load_step_checkpoint(tmp_path / "step_9.pt", "f", "t2s train rl")["step"] == 9
+    torch.rand(3)  # moves the RNG on: loading restores it
+    assert run_folder.load_step_checkpoint(tmp_path / "step_9.pt", "f", "t2s train rl", other)["env_steps"] == 9
+    assert torch.equal(other.weight, net.weight) and torch.equal(torch.get_rng_state(), saved_rng)
     with pytest.raises(CheckpointError, match="is not a `t2s train rl` checkpoint"):
-        run_folder.load_step_checkpoint(tmp_path / "step_9.pt", "other", "t2s train rl")
+        run_folder.load_step_checkpoint(tmp_path / "step_9.pt", "other", "t2s train rl", other)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        run_folder.load_step_checkpoint(tmp_path / "step_9.pt", "f", "t2s train rl", torch.nn.Linear(3, 1))
     (tmp_path / "bad.pt").write_text("garbage")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
-        run_folder.load_step_checkpoint(tmp_path / "bad.pt", "f", "t2s train rl")
+        run_folder.load_step_checkpoint(tmp_path / "bad.pt", "f", "t2s train rl", other)
 
 
 def test_output_dir_under_a_file_is_one_line(tmp_path):
@@ -149,3 +157,4 @@ def test_output_dir_under_a_file_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="it or a folder above it is a file") as err:
         run_folder.prepare_output_dir(tmp_path / "file" / "run")
     assert "\n" not in str(err.value)
+
