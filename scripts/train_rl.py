@@ -42,7 +42,7 @@ try:  # installed as think2seg.scripts / think2seg.agents; from a bare checkout 
     from think2seg.agents.rl.policy import ARCHITECTURES, BoxActor, PolicySpec, save_policy
     from think2seg.agents.rl.evaluate import SplitEvaluator
     from think2seg.scripts.config import parse_config, save_resolved_config
-    from think2seg.scripts.run_folder import latest_step_checkpoint, load_step_checkpoint, save_step_checkpoint
+    from think2seg.scripts.run_folder import latest_step_checkpoint, load_step_checkpoint, prepare_output_dir, save_step_checkpoint
     from think2seg.scripts.run_folder import resolve_resume as resolve_resume_in
 except ImportError:  # pragma: no cover
     import _checkout  # noqa: F401
@@ -50,7 +50,7 @@ except ImportError:  # pragma: no cover
     from think2seg.agents.rl.policy import ARCHITECTURES, BoxActor, PolicySpec, save_policy
     from think2seg.agents.rl.evaluate import SplitEvaluator
     from think2seg.scripts.config import parse_config, save_resolved_config
-    from think2seg.scripts.run_folder import latest_step_checkpoint, load_step_checkpoint, save_step_checkpoint
+    from think2seg.scripts.run_folder import latest_step_checkpoint, load_step_checkpoint, prepare_output_dir, save_step_checkpoint
     from think2seg.scripts.run_folder import resolve_resume as resolve_resume_in
 
 PROG = "t2s train rl"
@@ -284,7 +284,7 @@ def train(cfg: RLConfig, argv: Sequence[str] = ()) -> dict[str, Any]:
         torch.set_num_threads(cfg.torch_threads)
     resume = resolve_resume(cfg)
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out)  # or one line naming the fix
     save_resolved_config(out, cfg, argv=argv)
     _seed_everything(cfg.seed)
 

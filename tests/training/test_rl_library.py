@@ -158,3 +158,11 @@ def test_output_dir_under_a_file_is_one_line(tmp_path):
         run_folder.prepare_output_dir(tmp_path / "file" / "run")
     assert "\n" not in str(err.value)
 
+
+def test_rl_output_dir_under_a_file_is_one_line(tmp_path, capsys):
+    from t2s_env.cli import main
+
+    (tmp_path / "file").write_text("x")
+    rc = main(["train", "rl", "--config", "scripts/configs/rl_ppo_synthetic.yaml", f"output_dir={tmp_path / 'file' / 'run'}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("t2s: error: output_dir ") and "is a file" in err and err.count("\n") == 1
