@@ -12,27 +12,12 @@ Configuration is trl's: this script's ``ScriptArguments`` beside trl's ``GRPOCon
 (scripts/config.py: ``key=value`` or ``--key value``). The resolved config, with package
 versions and the git commit, is saved as ``output_dir/config.yaml``.
 
-The file reads top to bottom: configuration, the training rows, the model, the rewards,
-the TensorBoard extras, then ``main``. See docs/training.md for the recipes and memory figures.
+The file reads top to bottom: configuration, the training rows, the rewards, then the
+model, the trainer and ``main``. See docs/training.md for the recipes and memory figures.
 
-Data. One row per (image, question), materialised for every epoch in a seeded order, and
-trl reads the rows once in that order (``shuffle_dataset=False``, one trl epoch):
-
-- ``question_mode: redraw`` (default): each epoch every image appears once with a question
-  re-drawn by ``seeded_choice(n, data_seed, image_id@epoch)`` (epoch 0 equals the
-  environment's ``question=random``), so the model meets other questions of an image in
-  later epochs. Upstream drew one question per image once, unseeded.
-- ``all``: every question of every image, each epoch.
-- ``first`` / ``random``: one fixed question per image (questions[0] / seeded once).
-
-Re-drawing applies to the EarthReason layout (one mask per image, shared by its questions);
-in referring datasets every expression keeps its own question and mask.
-
-Materialising the epochs (rather than re-drawing inside a transform on a trl epoch hook)
-keeps the order a pure function of the config, so ``--resume`` continues on exactly the
-rows that an uninterrupted run would have seen, on every rank. Images are never stored in
-Arrow: a transform loads each row's image (840×840 LANCZOS, SPEC §5) through a small LRU
-cache; ground-truth masks reach the reward through ``sample_id`` and a lookup.
+Data. One row per (image, question), materialised for every epoch in a seeded order
+(``question_mode``: redraw, all, first, random), images loaded on access: see
+:mod:`t2s_env.integrations.trl_rows`.
 
 Reward. ``t2s_env.make_reward_functions`` (iou, json, think; trl weights 2, 1, 1) groups
 the completions of a batch by image, encodes each image once and decodes the group
@@ -43,40 +28,30 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import math
 import os
 import sys
-from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
-import numpy as np
 
 if __package__ in (None, ""):  # run as a file: import the checkout as think2seg.*
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import _checkout  # noqa: F401
 
-from t2s_env import (
-    ConfigError,
-    RewardWeights,
-    Scorer,
-    T2SError,
-    build_messages,
-    get_variant,
-    load_framed,
-    make_dataset,
-    make_reward_functions,
-)
-from t2s_env.datasets import EarthReasonDataset, seeded_choice
+from t2s_env import (ConfigError, RewardWeights, Scorer, T2SError, build_messages, get_variant, load_framed, make_dataset,
+                     make_reward_functions)
 from t2s_env.coords import check_frame_match, get_coord_frame
 from t2s_env.errors import CheckpointError
 from t2s_env.instructions import coord_variant
+from t2s_env.integrations.trl_rows import LOAD_MODES, TrainRows, build_rows
+from think2seg.agents.hf_vlm.callbacks import RewardMonitor, T2SCallback, ValData, make_callback
+from think2seg.agents.hf_vlm.training import (grpo_trainer_class, load_trainable, lora_config, model_family,
+                                              resolve_model_path)
 from think2seg.scripts.config import config_values, parse_config, save_resolved_config
-
-DEFAULT_LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
+from think2seg.scripts.run_folder import prepare_output_dir, resume_alias
+from think2seg.scripts.run_folder import resolve_resume as resolve_resume_in
 
 # ---------------------------------------------------------------------------------------
 # 1. Configuration: this script's dataclass beside trl's GRPOConfig and ModelConfig.
@@ -156,7 +131,7 @@ def load_config(argv: Sequence[str] = ()) -> Config:
         raise ConfigError(_NO_MODEL)  # at once: importing trl to parse would take seconds
     from trl import GRPOConfig
 
-    script, model, training = parse_config(_resume_alias(argv), ScriptArguments, model_arguments(), GRPOConfig,
+    script, model, training = parse_config(resume_alias(argv), ScriptArguments, model_arguments(), GRPOConfig,
                                            prog="t2s train grpo", defaults=DEFAULTS,
                                            description="GRPO training of a Qwen2.5-VL prompter on the Think2Seg reward (trl).")
     epochs = check_config(script, training, model)
@@ -178,26 +153,6 @@ def model_arguments() -> type:
                 raise ConfigError(_NO_MODEL)
 
     return ModelArguments
-
-
-def _resume_alias(argv: Sequence[str]) -> list[str]:
-    """``--resume [CHECKPOINT]`` -> ``--resume_from_checkpoint CHECKPOINT|auto``."""
-    out: list[str] = []
-    tokens = list(argv)
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if tok.startswith("--resume="):
-            out += ["--resume_from_checkpoint", tok.split("=", 1)[1] or "auto"]
-        elif tok == "--resume":
-            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-            takes_next = nxt is not None and not nxt.startswith("-") and "=" not in nxt
-            out += ["--resume_from_checkpoint", nxt if takes_next else "auto"]
-            i += takes_next
-        else:
-            out.append(tok)
-        i += 1
-    return out
 
 
 def check_config(script: ScriptArguments, training: Any, model: Any) -> int:
@@ -251,107 +206,20 @@ def check_config(script: ScriptArguments, training: Any, model: Any) -> int:
 # ---------------------------------------------------------------------------------------
 # 2. Training rows: (image, question) per epoch, images loaded on access.
 # ---------------------------------------------------------------------------------------
-class FrameCache:
-    """LRU of framed samples (image as PIL + numpy, mask) keyed by base index. trl asks for
-    each row ``num_generations`` times in a row, and the reward asks for its mask."""
-
-    def __init__(self, samples: Sequence[Any], image_size: int, capacity: int = 64) -> None:
-        self.samples = samples
-        self.image_size = image_size
-        self.capacity = max(1, capacity)
-        self._items: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
-
-    def get(self, index: int) -> tuple[Any, Any]:
-        """(framed sample, PIL image) of base sample ``index``."""
-        from PIL import Image
-
-        if index in self._items:
-            self._items.move_to_end(index)
-            return self._items[index]
-        framed = load_framed(self.samples[index], self.image_size)
-        item = (framed, Image.fromarray(framed.image))
-        self._items[index] = item
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
-        return item
-
-
-@dataclass
-class TrainData:
-    dataset: Any  # datasets.Dataset with a transform adding `prompt` and `image`
-    cache: FrameCache
-    sample_index: dict[str, int]  # sample_id -> base index
-    rows_per_epoch: int
-
-    def gt_mask(self, sample_id: str) -> np.ndarray:
-        return self.cache.get(self.sample_index[sample_id])[0].gt_mask
-
-
-def _question_choice(sample: Any, mode: str, seed: int, epoch: int) -> tuple[str, int]:
-    qs = tuple(sample.questions) or (sample.question,)
-    if mode != "redraw":
-        return sample.question, sample.question_index
-    key = sample.image_id if epoch == 0 else f"{sample.image_id}@{epoch}"
-    k = seeded_choice(len(qs), seed, key)
-    return qs[k], k
-
-
-def build_train_data(cfg: Config) -> TrainData:
-    """Rows for ``num_train_epochs`` epochs; each epoch a seeded permutation of the units
-    (images, or questions in ``all`` mode)."""
-    from datasets import Dataset
-
-    load_mode = {"redraw": "first", "all": "all", "first": "first", "random": "random"}[cfg.script.question_mode]
+def build_train_data(cfg: Config) -> TrainRows:
+    """Rows for ``num_train_epochs`` epochs (t2s_env.integrations.trl_rows)."""
+    load_mode = LOAD_MODES[cfg.script.question_mode]
     base = make_dataset(cfg.script.dataset, root=cfg.script.root, question=load_mode, seed=cfg.training.data_seed)
     samples = list(base)
     if cfg.script.max_images is not None:
-        keep = sorted({s.image_id for s in samples})[: cfg.script.max_images]
-        keep_set = set(keep)
-        samples = [s for s in samples if s.image_id in keep_set]
+        keep = set(sorted({s.image_id for s in samples})[: cfg.script.max_images])
+        samples = [s for s in samples if s.image_id in keep]
     if not samples:
         raise ConfigError(f"dataset {cfg.script.dataset} has no samples")
-    # EarthReason-layout data has one mask per image, so any question of an image can be
-    # re-drawn; referring datasets keep each expression with its own mask. (The reward
-    # encodes each image once either way: it groups by image_id, then by sample_id.)
-    one_mask_per_image = isinstance(base, EarthReasonDataset)
-    rows: dict[str, list[Any]] = defaultdict(list)
-    sample_index: dict[str, int] = {}
-    for epoch in range(cfg.epochs):
-        order = np.random.default_rng([cfg.training.data_seed, epoch]).permutation(len(samples))
-        for u in order.tolist():
-            s = samples[u]
-            # Re-drawing needs questions that share the sample's mask: true of EarthReason's
-            # per-image questions; referring datasets keep each expression with its own mask.
-            mode = cfg.script.question_mode if one_mask_per_image else "first"
-            question, k = _question_choice(s, mode, cfg.training.data_seed, epoch)
-            sid = f"{s.image_id}#q{k}" if cfg.script.question_mode in ("redraw", "all") and one_mask_per_image else s.sample_id
-            sample_index[sid] = u
-            rows["row_id"].append(len(rows["row_id"]))
-            rows["epoch"].append(epoch)
-            rows["sample_id"].append(sid)
-            rows["image_id"].append(s.image_id)
-            rows["question"].append(question)
-            rows["unit"].append(u)
-    ds = Dataset.from_dict(dict(rows))
-    cache = FrameCache(samples, cfg.script.image_size, capacity=max(64, 2 * cfg.training.per_device_train_batch_size))
-    variant = get_variant(cfg.script.prompt_variant)
-
-    def add_prompt_and_image(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        out = dict(batch)
-        out["prompt"] = [build_messages(q, variant) for q in batch["question"]]
-        out["image"] = [cache.get(u)[1] for u in batch["unit"]]
-        return out
-
-    ds.set_transform(add_prompt_and_image)
-    return TrainData(ds, cache, sample_index, len(samples))
-
-
-@dataclass
-class ValData:
-    images: list[np.ndarray]
-    masks: list[np.ndarray]
-    questions: list[str]
-    messages: list[list[dict[str, Any]]]
+    return build_rows(base, samples=samples, epochs=cfg.epochs, seed=cfg.training.data_seed,
+                      image_size=cfg.script.image_size, prompt_variant=cfg.script.prompt_variant,
+                      question_mode=cfg.script.question_mode,
+                      cache_items=max(64, 2 * cfg.training.per_device_train_batch_size))
 
 
 def build_val_data(cfg: Config) -> ValData | None:
@@ -372,173 +240,9 @@ def build_val_data(cfg: Config) -> ValData | None:
 
 
 # ---------------------------------------------------------------------------------------
-# 3. Model and processor.
+# 3. Rewards and what they log (agents/hf_vlm/callbacks.py).
 # ---------------------------------------------------------------------------------------
-def resolve_model_path(cfg: Config) -> str:
-    """A local folder for ``model_name_or_path``. ``tiny:DIR`` builds a tiny random
-    Qwen2.5-VL into DIR (once, on the main process); a hub id is checked with one quick
-    request, so that an offline machine fails at once instead of retrying every file for
-    minutes: offline, a copy in the local hub cache is used, else a one-line error."""
-    name = cfg.model.model_name_or_path
-    if name.startswith("tiny:"):
-        from accelerate import PartialState
-
-        from think2seg.agents.hf_vlm.tiny import build_tiny, tiny_dir_for
-
-        family = cfg.script.family or "qwen2_5_vl"
-        path = os.path.expanduser(name[len("tiny:") :] or os.path.join(cfg.training.output_dir, "tiny-qwen"))
-        path = str(tiny_dir_for(family, path))  # DIR, or DIR-<family> when DIR holds another family
-        with PartialState().main_process_first():
-            build_tiny(family, path, image_size=cfg.script.image_size)
-        return path
-    from think2seg.agents.hf_vlm.loading import is_local
-
-    if is_local(name):
-        return os.path.expanduser(name)
-    return resolve_hub_model(name)
-
-
-def resolve_hub_model(repo_id: str, revision: str | None = None) -> str:
-    """``repo_id`` when the hub answers; offline, the cached snapshot folder; else ConfigError."""
-    import huggingface_hub
-    from huggingface_hub import try_to_load_from_cache
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-
-    def cached() -> str | None:
-        hit = try_to_load_from_cache(repo_id, "config.json", revision=revision)
-        return os.path.dirname(hit) if isinstance(hit, str) else None
-
-    if not huggingface_hub.constants.HF_HUB_OFFLINE:
-        try:
-            huggingface_hub.HfApi().model_info(repo_id, revision=revision, timeout=10)
-            return repo_id
-        except (RepositoryNotFoundError, RevisionNotFoundError):
-            raise ConfigError(f"model {repo_id}{'@' + revision if revision else ''} is not on the hub; "
-                              "pass a local checkpoint folder or an existing hub id") from None
-        except Exception:  # noqa: BLE001 - no network (each HTTP client has its own errors): try the cache
-            pass
-    path = cached()
-    if path is None:
-        raise ConfigError(
-            f"model {repo_id} is not in the local hub cache and the hub cannot be reached; download it where there "
-            f"is a network (hf download {repo_id} --local-dir DIR) and pass model_name_or_path=DIR"
-        )
-    return path
-
-
-def load_policy(path: str, cfg: Config) -> Any:
-    import torch
-
-    from think2seg.agents.hf_vlm.loading import load_model
-
-    dtype = cfg.model.dtype if cfg.model.dtype in (None, "auto") else getattr(torch, cfg.model.dtype)
-    model = load_model(path, dtype=dtype, attn_implementation=cfg.model.attn_implementation)
-    if cfg.script.freeze_vision:
-        inner = getattr(model, "model", model)  # Qwen: visual; InternVL, LLaVA: vision_tower
-        visual = next((v for v in (getattr(inner, "visual", None), getattr(inner, "vision_tower", None),
-                                   getattr(model, "visual", None)) if v is not None), None)
-        if visual is None:
-            raise CheckpointError(f"{path}: cannot find the vision tower to freeze")
-        for p in visual.parameters():
-            p.requires_grad_(False)
-    return model
-
-
-def lora_config(cfg: Config) -> Any:
-    """ModelConfig's LoRA (``use_peft``), on the language model only when the vision tower
-    is frozen (its MLP uses the same module names, hence the regex)."""
-    m = cfg.model
-    if not m.use_peft:
-        return None
-    from peft import LoraConfig
-
-    mods = "|".join(sorted(set(m.lora_target_modules or DEFAULT_LORA_MODULES)))
-    target = rf".*language_model.*\.({mods})" if cfg.script.freeze_vision else rf".*\.({mods})"
-    return LoraConfig(
-        r=m.lora_r,
-        lora_alpha=m.lora_alpha,
-        lora_dropout=m.lora_dropout,
-        target_modules=target,
-        modules_to_save=m.lora_modules_to_save,
-        use_rslora=m.use_rslora,
-        use_dora=m.use_dora,
-        task_type=m.lora_task_type,
-    )
-
-
-# ---------------------------------------------------------------------------------------
-# 4. Rewards and what they log.
-# ---------------------------------------------------------------------------------------
-class RewardMonitor:
-    """The Scorer's ``on_scores`` hook: per-batch statistics into trl's metrics (averaged
-    over ranks and logging steps), the latest completions for TensorBoard, and the optional
-    per-completion debug dump.
-
-    Logged (as ``train/t2s/...``): ``mean_iou``, ``parse_failure_rate`` (strict parse),
-    ``empty_answer_rate``, ``group_reward_std`` (mean std of the total reward within a
-    group) and ``zero_std_group_frac`` (groups with no learning signal).
-    """
-
-    def __init__(self, keep: int = 4, dump_dir: str | None = None, rank: int = 0) -> None:
-        self.keep = keep
-        self.dump_path = os.path.join(dump_dir, f"rank{rank}.jsonl") if dump_dir else None
-        self.samples: list[dict[str, Any]] = []
-        self.last: dict[str, float] = {}
-        self._completions: list[Any] = []
-
-    def wrap(self, fn: Callable[..., list[float]]) -> Callable[..., list[float]]:
-        """Wrap the iou reward to remember the completions it scores (same name for trl)."""
-
-        def wrapped(prompts=None, completions=(), **kwargs):
-            self._completions = list(completions)
-            return fn(prompts=prompts, completions=completions, **kwargs)
-
-        wrapped.__name__ = fn.__name__
-        wrapped.__wrapped__ = fn  # type: ignore[attr-defined]
-        return wrapped
-
-    def __call__(self, results: list[Any], columns: dict[str, Any]) -> None:
-        from t2s_env.scoring import completion_text
-
-        n = len(results)
-        if n == 0:
-            return
-        keys = columns.get("row_id") or columns.get("sample_id") or list(range(n))
-        groups: dict[Any, list[float]] = defaultdict(list)
-        for key, r in zip(keys, results):
-            groups[key].append(r.reward)
-        stds = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in groups.values()]
-        stats = {
-            "t2s/mean_iou": float(np.mean([r.iou for r in results])),
-            "t2s/parse_failure_rate": float(np.mean([not r.parsed_ok for r in results])),
-            "t2s/empty_answer_rate": float(np.mean([r.answer_empty for r in results])),
-            "t2s/group_reward_std": float(np.mean(stds)),
-            "t2s/zero_std_group_frac": float(np.mean([s < 1e-6 for s in stds])),
-        }
-        self.last = stats
-        log_metric = columns.get("log_metric")
-        if callable(log_metric):
-            for k, v in stats.items():
-                log_metric(k, v)
-        texts = [completion_text(c) for c in self._completions] if len(self._completions) == n else [""] * n
-        questions = columns.get("question") or [""] * n
-        step = getattr(columns.get("trainer_state"), "global_step", None)
-        self.samples = [
-            {"question": questions[i], "completion": texts[i], "reward": results[i].reward, "iou": results[i].iou,
-             "parsed": results[i].parsed_ok}
-            for i in range(min(self.keep, n))
-        ]
-        if self.dump_path:
-            os.makedirs(os.path.dirname(self.dump_path), exist_ok=True)
-            ids = columns.get("sample_id") or [None] * n
-            with open(self.dump_path, "a", encoding="utf-8") as f:
-                for i, r in enumerate(results):
-                    f.write(json.dumps({"step": step, "sample_id": ids[i], "question": questions[i],
-                                        "completion": texts[i], "reward": r.reward,
-                                        "components": r.reward_components, "error": r.error}) + "\n")
-
-
-def build_rewards(cfg: Config, data: TrainData, monitor: RewardMonitor) -> tuple[list[Callable], Scorer]:
+def build_rewards(cfg: Config, data: TrainRows, monitor: RewardMonitor) -> tuple[list[Callable], Scorer]:
     """The environment's group-scoring reward callables, with the segmenter on this rank's device."""
     from accelerate import PartialState
 
@@ -556,152 +260,13 @@ def build_rewards(cfg: Config, data: TrainData, monitor: RewardMonitor) -> tuple
 
 
 # ---------------------------------------------------------------------------------------
-# 5. TensorBoard extras: sample completions as text, periodic validation with overlays.
-# ---------------------------------------------------------------------------------------
-class T2SCallback:
-    """Writes sample completions and validation results into trl's TensorBoard run. A
-    transformers ``TrainerCallback`` once made by :func:`make_callback` (the base class is
-    added there so that importing this script, e.g. for ``t2s --help``, skips ~2 s of
-    transformers' trainer imports)."""
-
-    def __init__(self, cfg: Config, monitor: RewardMonitor, val: ValData | None, scorer: Scorer) -> None:
-        self.cfg = cfg
-        self.monitor = monitor
-        self.val = val
-        self.val_scorer = Scorer(scorer.segmenter, cfg.script.prompt_variant, parser_mode="lenient", coord_frame=scorer.coord_frame,
-                                 reward_weights=RewardWeights(*cfg.training.reward_weights), keep_masks=True)
-        self.trainer: Any = None
-        self.val_history: list[dict[str, float]] = []
-
-    def writer(self) -> Any:
-        from transformers.integrations import TensorBoardCallback
-
-        if self.trainer is None:
-            return None
-        for cb in self.trainer.callback_handler.callbacks:
-            if isinstance(cb, TensorBoardCallback):
-                return cb.tb_writer
-        return None
-
-    def on_step_end(self, args, state, control, **kwargs):
-        step = state.global_step
-        if self.cfg.script.sample_log_steps > 0 and step % self.cfg.script.sample_log_steps == 0 and state.is_world_process_zero:
-            self.log_samples(step)
-        if self.val is not None and self.cfg.script.val_steps > 0 and step % self.cfg.script.val_steps == 0:
-            self.validate(step)
-        return control
-
-    def log_samples(self, step: int) -> None:
-        w = self.writer()
-        if w is None or not self.monitor.samples:
-            return
-        parts = []
-        for s in self.monitor.samples:
-            parts.append(
-                f"**Q:** {s['question']}  \n**reward** {s['reward']:.3f} · **IoU** {s['iou']:.3f} · "
-                f"**parsed** {s['parsed']}\n\n```\n{s['completion'][:4000]}\n```"
-            )
-        w.add_text("samples/completions", "\n\n---\n\n".join(parts), step)
-        w.flush()
-
-    def validate(self, step: int) -> dict[str, float] | None:
-        """Greedy generation on the validation samples (every rank takes part: under ZeRO-3
-        the parameters are gathered collectively), scored and logged on rank 0."""
-        from trl.models.utils import unwrap_model_for_generation
-
-        from think2seg.agents.hf_vlm.generation import generate_completions
-        from t2s_env.render import draw_overlay, image_grid
-
-        tr = self.trainer
-        val = self.val
-        max_new = self.cfg.script.val_max_new_tokens or self.cfg.training.max_completion_length
-        was_training = tr.model.training
-        with unwrap_model_for_generation(
-            tr.model_wrapped,
-            tr.accelerator,
-            gather_deepspeed3_params=tr.args.ds3_gather_for_generation,
-            gradient_checkpointing_kwargs=tr.args.gradient_checkpointing_kwargs,
-        ) as model:
-            model.eval()
-            texts, gen = generate_completions(
-                model, tr.processing_class, val.images, val.messages, max_new_tokens=max_new,
-                do_sample=False, batch_size=self.cfg.script.val_batch_size, device=tr.accelerator.device,
-            )
-            if was_training:
-                model.train()
-        if not tr.accelerator.is_main_process:
-            return None
-        results = [self.val_scorer.score(img, gt, [t])[0] for img, gt, t in zip(val.images, val.masks, texts)]
-        metrics = {
-            "val/mean_iou": float(np.mean([r.iou for r in results])),
-            "val/reward": float(np.mean([r.reward for r in results])),
-            "val/parse_failure_rate": float(np.mean([not r.parsed_ok for r in results])),
-            "val/gen_tokens_per_s": gen["new_tokens"] / max(gen["seconds"], 1e-9),
-        }
-        self.val_history.append({"step": step, **metrics})
-        w = self.writer()
-        if w is not None:
-            for k, v in metrics.items():
-                w.add_scalar(k, v, step)
-            tiles = [
-                draw_overlay(img, r.mask, gt, r.prompts, caption=f"IoU {r.iou:.2f}")
-                for img, gt, r in zip(val.images, val.masks, results)
-            ]
-            w.add_image("val/overlays", image_grid(tiles, columns=4, tile_size=280), step, dataformats="HWC")
-            w.add_text("val/completions", "\n\n---\n\n".join(
-                f"**Q:** {q}  \n**IoU** {r.iou:.3f}\n\n```\n{t[:2000]}\n```"
-                for q, t, r in zip(val.questions[:4], texts[:4], results[:4])), step)
-            w.flush()
-        return metrics
-
-
-@functools.cache
-def _callback_class() -> type:
-    from transformers import TrainerCallback
-
-    return type("T2SCallback", (T2SCallback, TrainerCallback), {})
-
-
-def make_callback(cfg: Config, monitor: RewardMonitor, val: ValData | None, scorer: Scorer) -> T2SCallback:
-    return _callback_class()(cfg, monitor, val, scorer)
-
-
-def _trainer_class():
-    """GRPOTrainer with a resume fix: transformers 5 saves Qwen2.5-VL under its original key
-    names (``visual.*``, ``model.layers.*``) but ``Trainer`` resumes with a plain
-    ``load_state_dict`` that renames nothing (transformers#43701), so every weight of the
-    checkpoint would be skipped with a warning and training would restart from the base
-    model. Here the checkpoint is read with ``from_pretrained`` (which renames) instead.
-    DeepSpeed (own checkpoint format) and LoRA (adapter files) keep trl's path."""
-    from trl import GRPOTrainer
-
-    class T2SGRPOTrainer(GRPOTrainer):
-        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-            target = model if model is not None else self.model
-            if self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(target, "peft_config"):
-                return super()._load_from_checkpoint(resume_from_checkpoint, model)
-            loaded = type(target).from_pretrained(resume_from_checkpoint, dtype=target.dtype, device_map=None)
-            result = target.load_state_dict(loaded.state_dict(), strict=False)
-            del loaded
-            tied = getattr(target, "_tied_weights_keys", None) or {}
-            bad = [k for k in result.missing_keys if k not in tied]
-            if result.unexpected_keys or bad:
-                raise CheckpointError(
-                    f"{resume_from_checkpoint} does not match the model: missing {bad[:3]}, "
-                    f"unexpected {result.unexpected_keys[:3]}"
-                )
-
-    return T2SGRPOTrainer
-
-
-# ---------------------------------------------------------------------------------------
-# 6. Assembly and the entry point.
+# 4. Model, trainer and the entry point (model loading: agents/hf_vlm/training.py).
 # ---------------------------------------------------------------------------------------
 @dataclass
 class Run:
     cfg: Config
     trainer: Any
-    data: TrainData
+    data: TrainRows
     scorer: Scorer
     monitor: RewardMonitor
     callback: T2SCallback
@@ -709,36 +274,11 @@ class Run:
     tensorboard_dir: str
 
 
-def prepare_output_dir(path: str) -> None:
-    """Create ``output_dir`` or fail with one line (a file in the way, no permission)."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise ConfigError(f"output_dir {path} cannot be created: it or a folder above it is a file; "
-                          "pass output_dir=<a folder path>") from None
-    except OSError as exc:
-        raise ConfigError(f"output_dir {path} cannot be created: {exc.strerror or exc}; pass output_dir=<a writable folder>") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"output_dir {path} is not writable; pass output_dir=<a writable folder>")
-
-
 def resolve_family(cfg: Config, model_path: str) -> Any:
     """The model's family (checked against ``family``) and the coordinate frame its answers
     are trained in: ``coord_frame`` or the family's; a contradiction is refused unless
     ``allow_frame_mismatch``. Sets ``coord_frame`` and the frame's prompt variant."""
-    from think2seg.agents.hf_vlm.families import get_family
-    from think2seg.agents.hf_vlm.loading import adapter_base, check_model_dir, family_of_dir
-
-    base = adapter_base(model_path) if os.path.isdir(model_path) else None
-    if base is None:
-        family = check_model_dir(model_path, need_processor=cfg.script.processor is None)
-    else:
-        family = family_of_dir(os.path.expanduser(base)) if os.path.isdir(os.path.expanduser(base)) else None
-    if family is None:  # a hub id: its config is read when loaded
-        family = get_family(cfg.script.family or "qwen2_5_vl")
-    if cfg.script.family is not None and get_family(cfg.script.family).name != family.name:
-        raise ConfigError(f"{model_path} holds a {family.label} model but family={cfg.script.family}; "
-                          f"set family={family.name} or pass a {get_family(cfg.script.family).label} checkpoint")
+    family = model_family(model_path, cfg.script.family, need_processor=cfg.script.processor is None)
     frame = cfg.script.coord_frame or family.coord_frame
     if not cfg.script.allow_frame_mismatch:
         check_frame_match(family.coord_frame, frame, f"{model_path} ({family.label})",
@@ -757,7 +297,8 @@ def build_run(cfg: Config) -> Run:
 
     state = PartialState()
     prepare_output_dir(cfg.training.output_dir)
-    model_path = resolve_model_path(cfg)
+    model_path = resolve_model_path(cfg.model.model_name_or_path, family=cfg.script.family,
+                                    output_dir=cfg.training.output_dir, image_size=cfg.script.image_size)
     family = resolve_family(cfg, model_path)
     data = build_train_data(cfg)
     val = build_val_data(cfg)
@@ -766,17 +307,15 @@ def build_run(cfg: Config) -> Run:
                             os.path.join(cfg.training.output_dir, "debug") if cfg.script.debug_dump else None,
                             state.process_index)
     reward_funcs, scorer = build_rewards(cfg, data, monitor)
-    model = load_policy(model_path, cfg)  # after GRPOConfig (parsed first): ZeRO-3 must see it first
-    callback = make_callback(cfg, monitor, val, scorer)
-    trainer = _trainer_class()(
-        model=model,
-        reward_funcs=reward_funcs,
-        args=cfg.training,
-        train_dataset=data.dataset,
-        processing_class=processor,
-        peft_config=lora_config(cfg),
-        callbacks=[callback],
-    )
+    # after GRPOConfig (parsed first): ZeRO-3 must see it first
+    model = load_trainable(model_path, cfg.model.dtype, cfg.model.attn_implementation, cfg.script.freeze_vision)
+    callback = make_callback(monitor, val, scorer, prompt_variant=cfg.script.prompt_variant,
+                             reward_weights=cfg.training.reward_weights, sample_log_steps=cfg.script.sample_log_steps,
+                             max_new_tokens=cfg.script.val_max_new_tokens or cfg.training.max_completion_length,
+                             val_steps=cfg.script.val_steps, val_batch_size=cfg.script.val_batch_size)
+    trainer = grpo_trainer_class()(model=model, reward_funcs=reward_funcs, args=cfg.training, train_dataset=data.dataset,
+                                   processing_class=processor, callbacks=[callback],
+                                   peft_config=lora_config(cfg.model, cfg.script.freeze_vision))
     callback.trainer = trainer
     tb_dir = os.path.join(cfg.training.output_dir, "tensorboard")
     for cb in trainer.callback_handler.callbacks:
@@ -787,24 +326,13 @@ def build_run(cfg: Config) -> Run:
 
 def resolve_resume(cfg: Config) -> str | None:
     """None (fresh), or the checkpoint to resume from (``auto``: the latest in output_dir)."""
-    resume = cfg.training.resume_from_checkpoint
-    if not resume:
-        return None
-    if resume == "auto":
-        from transformers.trainer_utils import get_last_checkpoint
+    from transformers.trainer_utils import get_last_checkpoint
 
-        out = cfg.training.output_dir
-        last = get_last_checkpoint(out) if os.path.isdir(out) else None
-        if last is None:
-            print(f"t2s: no checkpoint in {out}; starting fresh", file=sys.stderr)
-        return last
-    path = os.path.expanduser(resume)
-    if not os.path.isfile(os.path.join(path, "trainer_state.json")):
-        raise CheckpointError(
-            f"{resume} is not a trainer checkpoint (no trainer_state.json); pass a checkpoint-N folder "
-            "from output_dir or --resume auto"
-        )
-    return path
+    resume = cfg.training.resume_from_checkpoint
+    return resolve_resume_in(resume, cfg.training.output_dir, latest=get_last_checkpoint,
+                             is_checkpoint=lambda path: os.path.isfile(os.path.join(path, "trainer_state.json")),
+                             refusal=CheckpointError(f"{resume} is not a trainer checkpoint (no trainer_state.json); "
+                                                     "pass a checkpoint-N folder from output_dir or --resume auto"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -820,13 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr = run.trainer
     if tr.accelerator.is_main_process:
         save_resolved_config(cfg.training.output_dir, cfg.script, cfg.training, cfg.model, argv=argv)
-        n_rows = len(run.data.dataset)
-        print(
-            f"t2s: {n_rows} rows ({run.data.rows_per_epoch} per epoch × {cfg.epochs}), "
-            f"G={cfg.training.num_generations}, model {run.model_path}, segmenter {cfg.script.segmenter}, "
-            f"TensorBoard {run.tensorboard_dir}" + (f", resuming {resume}" if resume else ""),
-            file=sys.stderr,
-        )
+        print(f"t2s: {len(run.data.dataset)} rows ({run.data.rows_per_epoch} per epoch × {cfg.epochs}), "
+              f"G={cfg.training.num_generations}, model {run.model_path}, segmenter {cfg.script.segmenter}, "
+              f"TensorBoard {run.tensorboard_dir}" + (f", resuming {resume}" if resume else ""), file=sys.stderr)
     tr.train(resume_from_checkpoint=resume)
     tr.save_model(cfg.training.output_dir)
     if tr.accelerator.is_main_process:

@@ -8,11 +8,14 @@
   env's reward and info are unchanged.
 - :class:`NumericObservation`: the frame downsampled to ``size`` × ``size`` (64–128 px
   suit small CNNs) plus a hashed bag of words of the question (no hub model).
+- For training (``t2s train rl``): :class:`RewardShaping` adds dense terms read from the GT
+  mask to the reward, :class:`RandomDihedral` flips/transposes each episode's image and
+  maps the action back.
 
     env = NumericObservation(BoxAction(gym.make("Think2Seg-Synthetic-v0", segmenter="box")), size=64)
 
-Both record their constructor arguments (gymnasium's ``RecordConstructorArgs``), so
-``env.spec`` names the whole stack and ``gym.make(env.spec)`` rebuilds it, and both pass
+All record their constructor arguments (gymnasium's ``RecordConstructorArgs``), so
+``env.spec`` names the whole stack and ``gym.make(env.spec)`` rebuilds it, and the two above pass
 gymnasium's and Stable-Baselines3's ``check_env`` (docs/wrappers.md).
 
 The functions behind them (:func:`box_answer`, :func:`unit_action`, :func:`downsample`,
@@ -209,14 +212,174 @@ class NumericObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
         }
 
 
+# -- training signal and augmentation (t2s train rl) ----------------------------------------
+
+
+def mask_box(mask: np.ndarray) -> np.ndarray | None:
+    """Normalised (x1, y1, x2, y2) of the mask's bounding box; None when empty."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    h, w = mask.shape
+    return np.array([xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h])
+
+
+def generalized_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """GIoU of two boxes (x1, y1, x2, y2): IoU minus the share of their enclosing box that
+    neither covers; in [-1, 1], and informative when they do not overlap.
+
+    >>> generalized_iou(np.array([0, 0, 1, 1]), np.array([2, 0, 3, 1]))
+    -0.3333333333333333
+    """
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    hull = (max(a[2], b[2]) - min(a[0], b[0])) * (max(a[3], b[3]) - min(a[1], b[1]))
+    return float(inter / union - (hull - union) / hull) if union > 0 and hull > 0 else 0.0
+
+
+class RewardShaping(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Training reward = env reward + ``giou`` · GIoU(action box, GT mask's box)
+    + ``hit`` · exp(−d / ``hit_radius``), d the distance (frame-side units) from the action
+    box's centre to the nearest target pixel (0 inside the target)
+    + ``cover`` · the share of the target's pixels inside the box (edges rounded to pixels).
+    An empty target adds nothing.
+
+    The IoU of a box that misses the target is 0 whatever its distance, so most early
+    actions carry no signal; GIoU grows as the box moves towards the target. GIoU aims at the
+    box around *all* instances, and a small target's IoU stays tiny even when it is found
+    (a 4 px pool in a 20 px box: 0.04); the hit term pays for landing on any instance, so
+    finding small and scattered targets is worth learning. The cover term asks for boxes
+    that contain the object, as GrabCut needs. Below a :class:`BoxAction` (the action is the
+    normalised box) of an env made with ``privileged=True``: the GT comes from its reset
+    info's ``gt_mask``, which is removed, so the policy never sees it.
+    ``info["env_reward"]`` keeps the env's own reward (what is logged).
+
+    >>> env = gym.make("Think2Seg-Synthetic-v0", segmenter="box", image_size=64, privileged=True)
+    >>> env = RewardShaping(BoxAction(env), cover=1.0)
+    >>> _, info = env.reset(seed=0)
+    >>> "gt_mask" in info
+    False
+    >>> _, reward, _, _, info = env.step(np.array([0, 0, 1, 1], np.float32))  # the full frame covers it all
+    >>> round(float(reward - info["env_reward"]), 6)
+    1.0
+    """
+
+    def __init__(self, env: gym.Env, giou: float = 0.0, hit: float = 0.0, hit_radius: float = 0.03125,
+                 cover: float = 0.0) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, giou=giou, hit=hit, hit_radius=hit_radius, cover=cover)
+        gym.Wrapper.__init__(self, env)
+        self.giou, self.hit, self.hit_radius, self.cover = giou, hit, hit_radius, cover
+        self._gt: np.ndarray | None = None
+        self._distance: np.ndarray | None = None
+        self._mask: np.ndarray | None = None
+
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        mask = np.asarray(info.pop("gt_mask"), dtype=bool)
+        self._gt = mask_box(mask)
+        self._distance = None
+        self._mask = mask if self.cover and self._gt is not None else None
+        if self.hit and self._gt is not None:
+            # distance of every pixel to the nearest target pixel, in frame-side units
+            self._distance = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE) / max(mask.shape)
+        return obs, info
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info["env_reward"] = reward
+        if self._gt is not None:
+            a = np.clip(np.asarray(action, dtype=np.float64)[:4], 0, 1)
+            box = np.array([min(a[0], a[2]), min(a[1], a[3]), max(a[0], a[2]), max(a[1], a[3])])
+            if self.giou:
+                reward = reward + self.giou * generalized_iou(box, self._gt)
+            if self._distance is not None:
+                h, w = self._distance.shape
+                col = min(int((box[0] + box[2]) / 2 * w), w - 1)
+                row = min(int((box[1] + box[3]) / 2 * h), h - 1)
+                reward = reward + self.hit * float(np.exp(-self._distance[row, col] / self.hit_radius))
+            if self._mask is not None:
+                h, w = self._mask.shape
+                x1, x2 = int(round(box[0] * w)), int(round(box[2] * w))
+                y1, y2 = int(round(box[1] * h)), int(round(box[3] * h))
+                reward = reward + self.cover * float(self._mask[y1:y2, x1:x2].sum() / self._mask.sum())
+        return obs, reward, terminated, truncated, info
+
+
+class RandomDihedral(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Data augmentation: each episode shows the image flipped/transposed at random (one of
+    the 8 symmetries of the square) and maps the action's coordinates back, so the env
+    scores the answer in its own frame. Above :class:`NumericObservation` (a dict with a
+    square ``image``) and a :class:`BoxAction` with ``action_range="unit"`` (x, y pairs in
+    [0, 1]). A seeded reset seeds the draws.
+
+    >>> env = gym.make("Think2Seg-Synthetic-v0", segmenter="box", image_size=64)
+    >>> env = RandomDihedral(NumericObservation(BoxAction(env), size=32))
+    >>> obs, _ = env.reset(seed=3)
+    >>> env.transform  # (flip x, flip y, transpose) of this episode
+    (True, False, True)
+    >>> obs["image"].shape
+    (32, 32, 3)
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        self._t = (False, False, False)
+
+    @property
+    def transform(self) -> tuple[bool, bool, bool]:
+        """(flip x, flip y, transpose) shown this episode (the transpose applied first)."""
+        return self._t
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        if seed is not None:
+            self._rng = np.random.default_rng(seed + 7919)
+        elif not hasattr(self, "_rng"):
+            self._rng = np.random.default_rng()
+        self._t = tuple(bool(v) for v in self._rng.integers(0, 2, 3))
+        return self._obs(obs), info
+
+    def _obs(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        flip_x, flip_y, transpose = self._t
+        image = obs["image"]
+        if transpose:
+            image = image.transpose(1, 0, 2)
+        if flip_x:
+            image = image[:, ::-1]
+        if flip_y:
+            image = image[::-1]
+        return {**obs, "image": np.ascontiguousarray(image)}
+
+    def step(self, action: Any):
+        a = np.array(action, dtype=np.float32, copy=True)
+        flip_x, flip_y, transpose = self._t
+        xs, ys = np.arange(0, len(a) - len(a) % 2, 2), np.arange(1, len(a) - len(a) % 2, 2)
+        # undo in reverse order: flips first, then the transpose
+        if flip_y:
+            a[ys] = 1 - a[ys]
+        if flip_x:
+            a[xs] = 1 - a[xs]
+        if transpose:
+            a[xs], a[ys] = a[ys].copy(), a[xs].copy()
+        obs, reward, terminated, truncated, info = self.env.step(a)
+        return self._obs(obs), reward, terminated, truncated, info
+
+
 __all__ = [
     "ACTION_RANGES",
     "BoxAction",
     "DEFAULT_OBS_SIZE",
     "DEFAULT_QUESTION_DIM",
     "NumericObservation",
+    "RandomDihedral",
+    "RewardShaping",
     "box_answer",
     "downsample",
     "encode_question",
+    "generalized_iou",
+    "mask_box",
     "unit_action",
 ]

@@ -476,6 +476,16 @@ class ValueNet(nn.Module):
 # -- policy.pt ------------------------------------------------------------------------------
 
 
+def action_distribution(arch: str, params: Any) -> torch.distributions.Distribution:
+    """The action distribution of an ``arch`` actor's output ``params`` (what PPO samples
+    and scores; tianshou's ``dist_fn`` is ``functools.partial(action_distribution, arch)``)."""
+    if arch == "coord-mixture":
+        return CellMixture.packed(params)
+    if arch == "cell-box":
+        return CellBox.packed(params)
+    return torch.distributions.Independent(torch.distributions.Normal(*params), 1)
+
+
 def action_from_mean(mu: torch.Tensor) -> np.ndarray:
     """[-1, 1] network units → the wrapper's [0, 1] action (clipped)."""
     return ((mu.detach().cpu().numpy().clip(-1, 1) + 1) / 2).astype(np.float32)
@@ -523,6 +533,7 @@ def load_policy(path: "str | Path") -> tuple[BoxActor, dict[str, Any]]:
 
 __all__ = [
     "ARCHITECTURES",
+    "action_distribution",
     "BoxActor",
     "CellBox",
     "CellBoxActor",

@@ -1,4 +1,5 @@
-"""Adapters for training engines: trl (:mod:`.trl`), verl (:mod:`.verl`) and EasyR1 (:mod:`.easyr1`).
+"""Adapters for training engines: trl (:mod:`.trl`, its training rows :mod:`.trl_rows`), verl (:mod:`.verl`) and
+EasyR1 (:mod:`.easyr1`).
 
 trl calls reward functions with the completions and the dataset's columns; verl and EasyR1
 call a plain reward function with the completion text and a ground-truth *reference*

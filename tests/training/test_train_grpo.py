@@ -12,6 +12,8 @@ import yaml
 
 pytest.importorskip("trl")
 
+from think2seg.agents.hf_vlm.callbacks import RewardMonitor  # noqa: E402
+from think2seg.agents.hf_vlm.training import resolve_hub_model  # noqa: E402
 from think2seg.scripts import train_grpo as tg  # noqa: E402
 from t2s_env import ConfigError, Scorer, T2SError  # noqa: E402
 from tests.conftest import TINY_QWEN_SIZE  # noqa: E402
@@ -203,12 +205,12 @@ def test_a_hub_id_fails_fast_offline(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
     with pytest.raises(ConfigError, match=r"not in the local hub cache .*\(hf download Qwen/Qwen2.5-VL-3B-Instruct"):
-        tg.resolve_hub_model("Qwen/Qwen2.5-VL-3B-Instruct")
+        resolve_hub_model("Qwen/Qwen2.5-VL-3B-Instruct")
     assert calls == ["Qwen/Qwen2.5-VL-3B-Instruct"]
     snapshot = tmp_path / "snapshots" / "abc"
     snapshot.mkdir(parents=True)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: str(snapshot / "config.json"))
-    assert tg.resolve_hub_model("Qwen/Qwen2.5-VL-3B-Instruct") == str(snapshot)
+    assert resolve_hub_model("Qwen/Qwen2.5-VL-3B-Instruct") == str(snapshot)
 
 
 def test_cli_reports_bad_model_in_one_line(tmp_path, er_root, capsys):
@@ -288,7 +290,7 @@ def test_sam2_is_built_on_this_ranks_device(monkeypatch, er_root):
     cfg = load(f"root={er_root}", "dataset=earthreason:train", "segmenter=sam2:small",
                "segmenter_options.image_size=256")
     data = tg.build_train_data(cfg)
-    tg.build_rewards(cfg, data, tg.RewardMonitor())
+    tg.build_rewards(cfg, data, RewardMonitor())
     assert seen == {"spec": "sam2:small", "image_size": 256, "device": str(PartialState().device)}
 
 
@@ -302,7 +304,7 @@ def test_reward_monitor_statistics():
     good = format_completion([GeometricPrompt(box=(0, 0, 56, 56), positive_points=((10, 10), (20, 20)))])
     results = scorer.score(image, gt, [good, good, "junk", good])
     logged = {}
-    monitor = tg.RewardMonitor(keep=2)
+    monitor = RewardMonitor(keep=2)
     monitor(results, {"row_id": [0, 0, 1, 1], "question": ["a", "a", "b", "b"],
                       "log_metric": lambda k, v: logged.__setitem__(k, v)})
     assert logged["t2s/mean_iou"] == pytest.approx(0.75)
@@ -317,7 +319,7 @@ def test_debug_dump_is_opt_in(tmp_path):
     scorer = Scorer("box")
     image = np.zeros((SIZE, SIZE, 3), np.uint8)
     gt = np.ones((SIZE, SIZE), bool)
-    monitor = tg.RewardMonitor(dump_dir=str(tmp_path / "debug"), rank=1)
+    monitor = RewardMonitor(dump_dir=str(tmp_path / "debug"), rank=1)
     fn = monitor.wrap(lambda prompts=None, completions=(), **kw: [0.0] * len(completions))
     fn(completions=["junk"], sample_id=["a"])
     monitor(scorer.score(image, gt, ["junk"]), {"sample_id": ["a"], "question": ["q"]})

@@ -16,11 +16,14 @@ import yaml
 
 from t2s_env import progress
 from t2s_env.errors import CheckpointError, ConfigError
+from t2s_env.wrappers import RandomDihedral, RewardShaping, generalized_iou
 from tests.datagen import write_sample
 
 try:
     from think2seg.agents.rl import RLPolicyAgent
     from think2seg.agents.rl.policy import action_from_mean, file_sha256, load_policy, make_actor
+    from think2seg.agents.rl.advantages import leave_one_out_advantages, observation_groups
+    from think2seg.agents.rl.venv import TianshouVectorEnv
     from think2seg.scripts import train_rl as tr
 except ImportError:  # pragma: no cover
     pytest.skip("tianshou (extra 'rl') is not installed", allow_module_level=True)
@@ -124,7 +127,7 @@ def test_seeded_training_beats_a_random_policy(trained):
     box can pass it; training must move the boxes.
     """
     cfg, out, summary = trained
-    val = tr.ValEvaluator(cfg)
+    val = tr.make_evaluator(cfg)
     draws = [val.evaluate_random(seed=s, repeats=1)["reward"] for s in range(20)]
     random_mean, random_std = float(np.mean(draws)), float(np.std(draws))
     val.close()
@@ -159,7 +162,7 @@ def test_policy_file_reproduces_the_trained_actions_exactly(trained):
     reference = make_actor(cfg.policy_spec())
     reference.load_state_dict({k[len("policy.actor."):]: v for k, v in ckpt["algorithm"].items()
                                if k.startswith("policy.actor.")})
-    val = tr.ValEvaluator(cfg)
+    val = tr.make_evaluator(cfg)
     loaded, meta = load_policy(policy)
     with torch.no_grad():
         want = reference.mean(val.obs)
@@ -264,7 +267,7 @@ def test_dihedral_augmentation_maps_actions_back():
             self.last = np.asarray(action)
             return self.reset()[0], 0.0, True, False, {}
 
-    env = tr.RandomDihedral(Probe())
+    env = RandomDihedral(Probe())
     for seed in range(16):
         obs, _ = env.reset(seed=seed)
         y, x = (int(v) for v in np.argwhere(obs["image"][:, :, 0])[0])
@@ -294,7 +297,7 @@ def test_reward_shaping_adds_the_giou_and_hit_terms_exactly():
         def step(self, action):
             return np.zeros(1, np.float32), 0.5, True, False, {}
 
-    env = tr.RewardShaping(Probe(), giou=1.0, hit=2.0, hit_radius=0.25)
+    env = RewardShaping(Probe(), giou=1.0, hit=2.0, hit_radius=0.25)
     _, info = env.reset()
     assert "gt_mask" not in info  # the policy's side never sees the GT
     gt = np.array([0.2, 0.2, 0.4, 0.4])
@@ -304,26 +307,26 @@ def test_reward_shaping_adds_the_giou_and_hit_terms_exactly():
     env.reset()
     away = np.array([0.8, 0.2, 0.9, 0.4], np.float32)  # centre pixel x 8, y 3: 5 px from x = 3
     _, r, _, _, _ = env.step(away)
-    assert r == pytest.approx(0.5 + tr.generalized_iou(away.astype(np.float64), gt) + 2.0 * np.exp(-0.5 / 0.25))
-    only_hit = tr.RewardShaping(Probe(), hit=1.0, hit_radius=0.25)
+    assert r == pytest.approx(0.5 + generalized_iou(away.astype(np.float64), gt) + 2.0 * np.exp(-0.5 / 0.25))
+    only_hit = RewardShaping(Probe(), hit=1.0, hit_radius=0.25)
     only_hit.reset()
     assert only_hit.step(away)[1] == pytest.approx(0.5 + np.exp(-0.5 / 0.25))
-    cover = tr.RewardShaping(Probe(), cover=3.0)
+    cover = RewardShaping(Probe(), cover=3.0)
     cover.reset()
     assert cover.step(np.array([0.2, 0.2, 0.3, 0.4], np.float32))[1] == pytest.approx(0.5 + 3.0 * 2 / 4)  # column 2 of 2..3
     cover.reset()
     assert cover.step(away)[1] == 0.5
-    empty = tr.RewardShaping(Probe(empty=True), giou=1.0, hit=2.0, cover=1.0)
+    empty = RewardShaping(Probe(empty=True), giou=1.0, hit=2.0, cover=1.0)
     empty.reset()
     assert empty.step(inside)[1] == 0.5
 
 
 def test_leave_one_out_advantages_group_byte_equal_observations():
     obs = np.array([[1, 2], [3, 4], [1, 2], [5, 6], [3, 4], [1, 2]], np.float32)
-    groups = tr.observation_groups(obs)
+    groups = observation_groups(obs)
     assert groups.tolist() == [0, 1, 0, 2, 1, 0]
     rewards = np.array([1.0, 2.0, 4.0, 7.0, 0.0, 1.0])
-    adv = tr.leave_one_out_advantages(rewards, groups, fallback=np.full(6, 9.0))
+    adv = leave_one_out_advantages(rewards, groups, fallback=np.full(6, 9.0))
     # each reward minus the mean of the other answers to its observation; the lone one keeps
     # the fallback (reward − V)
     assert adv.tolist() == [1 - 2.5, 2 - 0, 4 - 1, 9, 0 - 2, 1 - 2.5]
@@ -365,13 +368,13 @@ def test_grouped_sub_envs_answer_the_same_images_in_lockstep(squares, tmp_path):
                                      augment="true"))
     assert tr.reset_seeds(cfg, updates=3) == [3000, 3000, 3000, 3000, 3001, 3001, 3001, 3001]
     env_id, kwargs = cfg.env_id_and_kwargs(cfg.train_split, cfg.train_root())
-    venv = tr.TianshouVectorEnv(t2s_env.make_vec(env_id, cfg.num_envs, cfg.vectorization_mode, privileged=True,
+    venv = TianshouVectorEnv(t2s_env.make_vec(env_id, cfg.num_envs, cfg.vectorization_mode, privileged=True,
                                                  wrappers=tr.make_wrappers(cfg, training=True), **kwargs))
     obs, _ = venv.reset(seed=tr.reset_seeds(cfg, updates=0))
     rng = np.random.default_rng(0)
     firsts = set()
     for _ in range(12):
-        groups = tr.observation_groups(obs)
+        groups = observation_groups(obs)
         assert (groups[:4] == groups[0]).all() and (groups[4:] == groups[4]).all()
         firsts.add(obs[0].tobytes())
         obs, rew, *_ = venv.step(rng.random((8, 4)).astype(np.float32))
@@ -381,9 +384,9 @@ def test_grouped_sub_envs_answer_the_same_images_in_lockstep(squares, tmp_path):
 
 def test_generalized_iou():
     a = np.array([0.0, 0.0, 0.5, 0.5])
-    assert tr.generalized_iou(a, a) == pytest.approx(1.0)
-    far = tr.generalized_iou(a, np.array([0.9, 0.9, 1.0, 1.0]))
-    near = tr.generalized_iou(a, np.array([0.55, 0.55, 0.65, 0.65]))
+    assert generalized_iou(a, a) == pytest.approx(1.0)
+    far = generalized_iou(a, np.array([0.9, 0.9, 1.0, 1.0]))
+    near = generalized_iou(a, np.array([0.55, 0.55, 0.65, 0.65]))
     assert -1 <= far < near < 0
 
 
