@@ -15,6 +15,12 @@ gives the same masks with
   exactly as ``SAM2ImagePredictor._predict`` does, and the instance masks are OR-ed per
   prompt set on the device.
 
+Refinement (:meth:`SAM2Segmenter.decode_with_state`): an instance whose anchor matches one
+of the last turn's gets that instance's low-resolution logits as the prompt encoder's mask
+input — exactly ``SAM2ImagePredictor.predict(mask_input=low_res)`` with the third value
+the previous ``predict`` returned ((1, S/4, S/4), clamped to ±32), ``multimask_output=False``;
+the logits are kept in :attr:`InstanceState.data`. A turn costs one decoder call.
+
 The model is frozen: eval mode, ``requires_grad=False``, every call under
 ``torch.inference_mode()``; bf16 autocast on CUDA (as upstream), fp32 on CPU.
 
