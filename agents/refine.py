@@ -43,31 +43,38 @@ def next_click(mask: np.ndarray, gt: np.ndarray, min_region: int = 100) -> Click
     largest connected error region (FN -> positive, FP -> negative); None when that region
     has fewer than ``min_region`` pixels (nothing left worth a click).
 
-    Ties: the larger region; equal areas: FN before FP, then the region whose deepest pixel
-    has the smallest (y, x); within a region, the smallest (y, x) among the deepest pixels."""
+    Ties: the larger region; equal areas: FN before FP, then the deeper region, then the
+    smallest (y, x); within a region, the smallest (y, x) among its deepest pixels."""
     mask = np.asarray(mask).astype(bool)
     gt = np.asarray(gt).astype(bool)
     if mask.shape != gt.shape or mask.ndim != 2:
         raise ValueError(f"mask {mask.shape} and gt {gt.shape} must be equal (H, W) arrays")
-    best: tuple | None = None
+    candidates = []  # (-area, FN first, kind, labels, k, stats): only the largest need a distance transform
     for order, (kind, err) in enumerate((("positive", gt & ~mask), ("negative", mask & ~gt))):
         if not err.any():
             continue
         n, labels, stats, _ = cv2.connectedComponentsWithStats(err.astype(np.uint8), connectivity=8)
         for k in range(1, n):
             area = int(stats[k, cv2.CC_STAT_AREA])
-            if area < min_region:
-                continue
-            x, y, w, h = (int(v) for v in stats[k, :4])
-            # pad by one so the image border (and the crop's) counts as boundary
-            region = np.pad(labels[y : y + h, x : x + w] == k, 1).astype(np.uint8)
-            dist = cv2.distanceTransform(region, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
-            r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)  # first max: smallest (y, x)
-            key = (-area, order, y + int(r), x + int(c))
-            if best is None or key < best[0]:
-                best = (key, kind, (x + int(c), y + int(r)))
-    if best is None:
+            if area >= min_region:
+                candidates.append((-area, order, kind, labels, k, stats[k]))
+    if not candidates:
         return None
+    top = min(c[:2] for c in candidates)
+    best: tuple | None = None
+    for neg_area, order, kind, labels, k, st in candidates:
+        if (neg_area, order) != top:
+            continue
+        x, y, w, h = (int(v) for v in st[:4])
+        # pad by one so the image border (and the crop's) counts as boundary
+        region = np.pad(labels[y : y + h, x : x + w] == k, 1).astype(np.uint8)
+        dist = cv2.distanceTransform(region, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+        r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)  # first max: smallest (y, x)
+        # equal depth across regions of equal area: the smallest (y, x) again
+        key = (-float(dist[r, c]), y + int(r), x + int(c))
+        if best is None or key < best[0]:
+            best = (key, kind, (x + int(c), y + int(r)))
+    assert best is not None
     return best[1], best[2]
 
 

@@ -4,10 +4,12 @@
     python -m benchmarks.probe_refine --segmenter grabcut --option refine=mask
     python -m benchmarks.probe_refine --segmenter sam2:tiny --option allow_random_weights=true --option image_size=256
 
-For every sample of the dataset (strict protocol's frame: 840², IoU in the agent frame):
-turn 1 = ``oracle-box``'s answer, parsed as the bench parses it (lenient); each later turn one
-oracle click (``agents.refine.next_click``, replace mode: every instance with its clicks),
-decoded with ``Segmenter.decode_with_state`` from the last turn's state on one embedding.
+For every sample of the dataset (strict protocol's frame: 840², IoU in the agent frame), one
+``t2s_env.refine.RefineSession`` of K turns driven by the ``oracle-clicker`` agent
+(``act_turn``): turn 1 = ``oracle-box``'s answer, parsed as the bench parses it (lenient);
+each later turn one oracle click (replace mode: every instance with its clicks; or add),
+decoded by the session with ``Segmenter.decode_with_state`` on one embedding. An episode
+that ended (stop, or ``[]`` at turn 1 on an empty target) keeps its last mask.
 Prints gIoU/cIoU per turn (``t2s_env.summarize_records``, strict) and the paired bootstrap
 of the last turn against turn 1 (``t2s_env.metrics.paired_bootstrap``), and counts encoder
 calls (one per sample). Not a test: a measurement to read (issue 20's targets).
@@ -21,20 +23,13 @@ import time
 
 import numpy as np
 
-from t2s_env import get_protocol, make_dataset, make_observation, make_segmenter, parse_completion, summarize_records
+from t2s_env import Scorer, get_protocol, make_dataset, make_observation, make_segmenter, summarize_records
 from t2s_env.framing import load_scoring_frames
 from t2s_env.metrics import paired_bootstrap
 from t2s_env.options import parse_value
+from t2s_env.refine import RefineSession
 from think2seg.agents import make_agent
 from think2seg.benchmarks.runner import PARSER_MODE
-from think2seg.agents.refine import add_click, next_click
-
-
-def record(sample_id: str, mask: np.ndarray, gt: np.ndarray, prompts) -> dict:
-    inter, union = int((mask & gt).sum()), int((mask | gt).sum())
-    return {"sample_id": sample_id, "intersection": inter, "union": union, "gt_empty": not gt.any(),
-            "pred_empty": not mask.any(), "parsed_ok": True, "answer_empty": not prompts,
-            "iou": inter / union if union else 1.0}
 
 
 def main(argv=None) -> None:
@@ -44,6 +39,7 @@ def main(argv=None) -> None:
     ap.add_argument("--option", action="append", default=[], help="segmenter KEY=VALUE")
     ap.add_argument("--turns", type=int, default=3)
     ap.add_argument("--min-region", type=int, default=100)
+    ap.add_argument("--mode", default="replace", choices=("replace", "add"))
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--json", default=None, help="write the per-turn records here")
     args = ap.parse_args(argv)
@@ -61,27 +57,24 @@ def main(argv=None) -> None:
     proto = get_protocol("strict")
     ds = make_dataset(args.dataset)
     samples = list(ds)[: args.limit] if args.limit else list(ds)
-    agent = make_agent("oracle-box")
+    agent = make_agent("oracle-clicker", min_region=args.min_region)
+    scorer = Scorer(seg, "bbox+2pos", parser_mode=PARSER_MODE)
     turns: list[list[dict]] = [[] for _ in range(args.turns)]
     t0 = time.perf_counter()
     for sample in samples:
         frames = load_scoring_frames(sample, proto.image_size, proto.resize, proto.iou_frame)
         obs, info = make_observation(frames.framed, "bbox+2pos", privileged=True)
-        gt = frames.gt_mask.astype(bool)
-        emb = seg.encode(frames.image)
-        h, w = frames.image.shape[:2]
-        prompts = list(parse_completion(agent.act(obs, info), "bbox+2pos", PARSER_MODE, image_size=(w, h)).prompts)
-        state = None
+        info.update(max_turns=args.turns, refine_mode=args.mode)
+        session = RefineSession(scorer, frames.image, frames.gt_mask, max_turns=args.turns, mode=args.mode)
+        mask = np.zeros(frames.gt_mask.shape, np.uint8)
+        rec = None
         for t in range(args.turns):
-            if t:
-                click = next_click(state.mask, gt, args.min_region)
-                if click is not None:  # else: stop, the mask stays
-                    prompts, _ = add_click(prompts, click)
-                    _, (st,) = seg.decode_with_state(emb, [prompts], [state])
-                    state = st
-            else:
-                _, (state,) = seg.decode_with_state(emb, [prompts], None)
-            turns[t].append(record(sample.sample_id, state.mask.astype(bool), gt, prompts))
+            if not session.done:
+                turn_obs = {**obs, "mask": mask, "turn": t, "answers": tuple(session.answers)}
+                turn = session.step(agent.act_turn(turn_obs, info))
+                mask = turn.mask.astype(np.uint8)
+                rec = {"sample_id": sample.sample_id, **turn.score.info(), "iou": turn.score.iou}
+            turns[t].append(rec)  # an ended episode keeps its last answer's mask
     secs = time.perf_counter() - t0
     print(f"{args.segmenter} {options} on {args.dataset}: {len(samples)} samples, {encodes} encoder calls, {secs:.1f} s")
     per = []

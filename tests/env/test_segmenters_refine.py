@@ -294,3 +294,49 @@ def test_sam3_refines_with_its_previous_logits(scene):
     assert len(seen) == 1 and seen[0] is not None and torch.equal(seen[0][0].float(), prev)
     assert s2.instances[anchor(b)].data.shape == prev.shape
     assert np.array_equal(m2[0].numpy(), s2.mask)
+
+
+# -- a K = 3 RefineSession: one encode, every turn through decode_with_state ----------------
+
+def session_episode(seg, img, gt, mode="replace"):
+    """Three turns of the oracle clicker in a RefineSession; the encode and refine calls."""
+    from t2s_env import Scorer
+    from t2s_env.refine import RefineSession
+    from think2seg.agents import make_agent
+
+    encodes, refines = [], []
+    real_encode, real_refine = seg.encode_batch, seg.decode_with_state
+    seg.encode_batch = lambda images: encodes.append(len(images)) or real_encode(images)
+    seg.decode_with_state = lambda e, sets, prev=None: refines.append(prev) or real_refine(e, sets, prev)
+    try:
+        # from the full-image box (which GrabCut gets wrong), so that every turn clicks
+        agent = make_agent("oracle-clicker:full-image", min_region=10)
+        session = RefineSession(Scorer(seg, "bbox+2pos", parser_mode="lenient"), img, gt, max_turns=3, mode=mode)
+        obs = {"image": img, "question": "q", "mask": np.zeros(gt.shape, np.uint8)}
+        info = {"sample_id": "s", "messages": [], "gt_mask": gt, "max_turns": 3, "refine_mode": mode}
+        ious = []
+        while not session.done:
+            turn = session.step(agent.act_turn({**obs, "turn": session.turn, "answers": tuple(session.answers)}, info))
+            obs["mask"] = turn.mask.astype(np.uint8)
+            ious.append(turn.info["iou"])
+    finally:
+        del seg.encode_batch, seg.decode_with_state
+    return encodes, refines, ious
+
+
+@pytest.mark.parametrize("mode", ["replace", "add"])
+def test_grabcut_session_encodes_once_and_refines_from_the_last_state(scene, mode):
+    img, gt = scene
+    encodes, refines, ious = session_episode(GrabCutSegmenter(), img, gt, mode)
+    assert encodes == [1]
+    assert len(refines) == 3 and refines[0] == [None] and all(p[0] is not None for p in refines[1:])
+    assert ious[-1] > ious[0], ious  # the clicks help on this scene
+
+
+@pytest.mark.slow
+def test_sam2_session_encodes_once(tiny, scene):
+    img, gt = scene
+    encodes, refines, _ = session_episode(tiny, img, gt)
+    assert encodes == [1]
+    assert len(refines) == 3 and all(p[0] is not None for p in refines[1:])
+    assert all(isinstance(inst.data, torch.Tensor) for p in refines[1:] for inst in p[0].instances.values())
