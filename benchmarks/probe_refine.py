@@ -42,7 +42,13 @@ def main(argv=None) -> None:
     ap.add_argument("--mode", default="replace", choices=("replace", "add"))
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--json", default=None, help="write the per-turn records here")
+    ap.add_argument("--threads", type=int, default=1, help="torch/OpenCV threads (default 1: spinning threads thrash a shared machine)")
     args = ap.parse_args(argv)
+    import cv2
+    import torch
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
     options = {k: parse_value(v) for k, v in (o.split("=", 1) for o in args.option)}
     seg = make_segmenter(args.segmenter, **options)
     encodes = 0
