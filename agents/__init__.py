@@ -39,6 +39,8 @@ REGISTRY: dict[str, str] = {
     "oracle-box": "think2seg.agents.oracles:OracleBoxAgent",
     "oracle-points": "think2seg.agents.oracles:OraclePointsAgent",
     "oracle-box+points": "think2seg.agents.oracles:OracleBoxPointsAgent",
+    "oracle-clicker": "think2seg.agents.refine:OracleClickerAgent",
+    "repeat": "think2seg.agents.refine:RepeatAgent",
     "qwen": "think2seg.agents.hf_vlm:QwenPrompter",
     "hf-vlm": "think2seg.agents.hf_vlm:HFVLMPrompter",
     "sam3-text": "think2seg.agents.sam3_text:SAM3TextAgent",

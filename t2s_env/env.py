@@ -14,8 +14,10 @@ from .errors import ConfigError
 from .framing import DEFAULT_IMAGE_SIZE, MAX_IMAGE_SIZE, FramedSample, load_framed
 from .instructions import DEFAULT_VARIANT, PromptVariant, coord_variant, get_variant
 from .observation import make_observation
+from .instructions import feedback_turn
 from .parser import MAX_COMPLETION_CHARS, ParserMode
-from .render import draw_overlay
+from .refine import RefineSession, check_refine_options
+from .render import draw_overlay, feedback_overlay
 from .reward import RewardWeights
 from .sample_cache import FramedSampleCache, shared_frame_cache
 from .scoring import Scorer, ScoreResult
@@ -94,6 +96,24 @@ class Think2SegEnv(gym.Env):
     ``AsyncVectorEnv`` with gymnasium's default ``shared_memory=True`` returns stale Text
     observations: the env warns when it finds itself in such a worker.
 
+    ## Refine episodes (``max_turns`` K > 1; docs/refine.md)
+    The agent sees the mask its prompts produced and corrects them, for up to K turns. The
+    observation adds ``mask`` (S, S) uint8 0/1 (the mask in force), ``overlay`` (S, S, 3) uint8
+    (the image with that mask in semi-transparent green and the prompts drawn), ``turn``
+    (turns taken, 0 at reset) and ``answers`` (the completions so far); ``info["messages"]``
+    grows by each answer and a user turn with the overlay and ``FEEDBACK[refine_mode]``
+    (:mod:`t2s_env.instructions`). ``<answer>stop</answer>`` after the first turn ends the
+    episode (terminated), as does ``[]`` at the first turn; the K-th turn truncates it. Turn t
+    earns R_t − R_{t−1} (R_t: the one-shot reward of turn t with the IoU of the answer in
+    force; R_0 = 0), so the return is the last answer's one-shot reward. No ground truth and
+    no IoU reach the observation or the messages. ``Think2Seg-Refine-*-v0`` ids: K = 3.
+
+    - ``max_turns``: K (default 1: the one-step env, unchanged).
+    - ``refine_mode``: ``replace`` (each answer is the full prompt set) or ``add`` (each answer
+      adds to the prompts so far).
+    - ``turn_cost``: subtracted from every turn after the first (default 0).
+    - ``overshoot_penalty``: at the end, minus this times (best IoU − final IoU) (default 0).
+
     ## Version History
     - v0: Think2Seg-RS protocol (840 square frame, upstream strings and reward).
     """
@@ -119,7 +139,16 @@ class Think2SegEnv(gym.Env):
         strict: bool = True,
         frame_cache_mb: float = DEFAULT_FRAME_CACHE_MB,
         coord_frame: str = DEFAULT_COORD_FRAME,
+        max_turns: int = 1,
+        refine_mode: str = "replace",
+        turn_cost: float = 0.0,
+        overshoot_penalty: float = 0.0,
     ) -> None:
+        check_refine_options(max_turns, refine_mode, turn_cost, overshoot_penalty)
+        self.max_turns = int(max_turns)
+        self.refine_mode = refine_mode
+        self.turn_cost = float(turn_cost)
+        self.overshoot_penalty = float(overshoot_penalty)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         if not isinstance(image_size, int) or isinstance(image_size, bool) or not 16 <= image_size <= MAX_IMAGE_SIZE:
@@ -142,13 +171,19 @@ class Think2SegEnv(gym.Env):
             segmenter, self.variant, parser_mode, reward_weights, keep_masks=render_mode is not None,
             coord_frame=self.coord_frame,
         )
-        self.observation_space = spaces.Dict(
-            {
-                "image": spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
-                "question": ProtocolText(MAX_QUESTION_LENGTH, min_length=0, charset=CHARSET),
-            }
-        )
         self.action_space = ProtocolText(MAX_COMPLETION_CHARS, min_length=0, charset=CHARSET)
+        obs_spaces: dict[str, spaces.Space] = {
+            "image": spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
+            "question": ProtocolText(MAX_QUESTION_LENGTH, min_length=0, charset=CHARSET),
+        }
+        if self.max_turns > 1:
+            obs_spaces.update(
+                mask=spaces.Box(0, 1, (image_size, image_size), np.uint8),
+                overlay=spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
+                turn=spaces.Discrete(self.max_turns + 1),
+                answers=spaces.Sequence(self.action_space, stack=False),
+            )
+        self.observation_space = spaces.Dict(obs_spaces)
         max_bytes = int(frame_cache_mb * 2**20)
         # A dataset built here from (spec, split, root, ...) is the same data in every env made
         # with those arguments, so their framed samples are shared; a dataset object passed in
@@ -162,6 +197,8 @@ class Think2SegEnv(gym.Env):
         self._framed: FramedSample | None = None
         self._obs: dict[str, Any] | None = None
         self._result: ScoreResult | None = None
+        self._session: RefineSession | None = None
+        self._messages: list[dict[str, Any]] = []
         self._index = {s.sample_id: i for i, s in enumerate(self.dataset)}
 
     @property
@@ -195,9 +232,56 @@ class Think2SegEnv(gym.Env):
             info["gt_mask"] = framed.gt_mask.copy()
         info["coord_frame"] = self.coord_frame
         self._result = None
+        if self.max_turns > 1:
+            self._session = RefineSession(
+                self.scorer, framed.image, framed.gt_mask, max_turns=self.max_turns, mode=self.refine_mode,
+                turn_cost=self.turn_cost, overshoot_penalty=self.overshoot_penalty,
+            )
+            self._messages = info["messages"]
+            info["messages"] = [dict(m) for m in self._messages]
+            info.update(max_turns=self.max_turns, refine_mode=self.refine_mode)
+            return self._refine_obs(), info
         return self._obs, info
 
+    def _refine_obs(self) -> dict[str, Any]:
+        """The observation of a refine episode after ``session.turn`` turns (new arrays)."""
+        session = self._session
+        assert session is not None and self._framed is not None
+        prompts = [p.to_dict() for p in session.prompts_in_force]
+        return {
+            "image": self._framed.image.copy(),
+            "question": self._obs["question"],
+            "mask": session.mask.astype(np.uint8),
+            "overlay": feedback_overlay(self._framed.image, session.mask, prompts),
+            "turn": session.turn,
+            "answers": tuple(session.answers),
+        }
+
+    def _refine_step(self, action: Any):
+        session = self._session
+        assert session is not None and self._framed is not None
+        if session.done:
+            raise RuntimeError(
+                f"this refine episode ended after turn {session.turn} of {self.max_turns}: call reset() before step()"
+            )
+        turn = session.step(action)
+        self._result = turn.score
+        info = turn.info
+        info["sample_id"] = self._framed.sample.sample_id
+        info["coord_frame"] = self.coord_frame
+        self._messages = self._messages + [{"role": "assistant", "content": session.answers[-1]}]
+        if not (turn.terminated or turn.truncated):
+            self._messages.append(feedback_turn(self.refine_mode))
+            if self.privileged:
+                info["gt_mask"] = self._framed.gt_mask.copy()
+        info["messages"] = [dict(m) for m in self._messages]
+        return self._refine_obs(), turn.reward, turn.terminated, turn.truncated, info
+
     def step(self, action: Any):
+        if self.max_turns > 1:
+            if self._framed is None or self._session is None:
+                raise RuntimeError("call reset() before step()")
+            return self._refine_step(action)
         if self._framed is None or self._result is not None:
             raise RuntimeError("Think2SegEnv episodes last one step: call reset() before step()")
         self._result = self.scorer.score(self._framed.image, self._framed.gt_mask, [action])[0]

@@ -205,3 +205,67 @@ def format_completion(prompts: Sequence[GeometricPrompt], think: str = "") -> st
     # 4 decimals: a rel1 coordinate stays within 0.1 px at 840 (2 decimals moved it up to 4 px)
     body = json.dumps([p.to_dict(decimals=4) for p in prompts])
     return f"<think> {think} </think>\n<answer>```json{body}```</answer>"
+
+
+# -- refine episodes (max_turns > 1; docs/refine.md) ---------------------------------------------
+
+#: What a later turn answers to end the episode: ``<answer>stop</answer>`` (also accepted:
+#: a ```json fence, quotes, any case, surrounding whitespace; see :func:`is_stop_answer`).
+STOP_ANSWER = "stop"
+
+_FEEDBACK_HEAD = (
+    "This is the image with the mask your prompts produced, in semi-transparent green, and your "
+    "prompts drawn on it (boxes red, positive points blue circles, negative points magenta crosses). "
+)
+_FEEDBACK_TAIL = (
+    "Any number of positive_points and negative_points per instance is allowed. "
+    "If the mask is right, output <answer>stop</answer> instead."
+)
+#: The user turn's text after each non-final turn of a refine episode, per ``refine_mode``.
+FEEDBACK: dict[str, str] = {
+    "replace": _FEEDBACK_HEAD
+    + "Output the full corrected answer in the same format: every target instance with all of its prompts "
+    "(a positive point where the mask misses the target, a negative point where it covers background). "
+    + _FEEDBACK_TAIL,
+    "add": _FEEDBACK_HEAD
+    + "Output only the prompts to add, in the same format: an instance with the same bbox_2d as one of "
+    "yours adds its points to that instance (a positive point where the mask misses the target, a "
+    "negative point where it covers background); any other instance is added as a new one. "
+    + _FEEDBACK_TAIL,
+}
+REFINE_MODES = tuple(FEEDBACK)
+
+
+def refine_variant(variant: "str | PromptVariant") -> PromptVariant:
+    """How the later turns of a refine episode are parsed: ``variant``'s format (fence, box)
+    with any number of positive and negative points per instance, absent included."""
+    v = get_variant(variant)
+    return PromptVariant(f"{v.name}+refine", v.use_box, None, None, v.body, v.example)  # type: ignore[arg-type]
+
+
+def is_stop_answer(text: Any) -> bool:
+    """Whether a completion's answer is :data:`STOP_ANSWER`: the text inside the first
+    ``<answer>…</answer>`` (or the whole text without one), optional ```json fence and
+    quotes removed, compared case-insensitively after trimming whitespace."""
+    if not isinstance(text, str) or len(text) > 10_000:
+        return False
+    s = text
+    i = s.find("<answer>")
+    if i != -1:
+        j = s.find("</answer>", i + 8)
+        s = s[i + 8 :] if j == -1 else s[i + 8 : j]
+    s = s.strip()
+    for fence in ("```json", "```"):
+        if s.startswith(fence):
+            s = s[len(fence):]
+            break
+    if s.endswith("```"):
+        s = s[:-3]
+    s = s.strip().strip("\"'").strip()
+    return s.lower() == STOP_ANSWER
+
+
+def feedback_turn(refine_mode: str) -> dict[str, Any]:
+    """The user message that follows an answer in a refine episode: the overlay image (the
+    placeholder ``{"type": "image"}``, as in :func:`build_messages`) and ``FEEDBACK[mode]``."""
+    return {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": FEEDBACK[refine_mode]}]}

@@ -365,11 +365,11 @@ def _instance(inst: Any, v: PromptVariant, mode: str, frame: Any) -> tuple[Geome
     required = mode == "strict"
     pos = _points(inst, "positive_points", v.n_positive, required)
     if pos is None:
-        return None, f"positive_points must be exactly {v.n_positive} [x, y] pairs"
+        return None, f"positive_points must be {_count_text(v.n_positive)} [x, y] pairs"
     if "negative_points" in inst or (required and v.n_negative):
         neg = _points(inst, "negative_points", v.n_negative, required)
         if neg is None:
-            return None, f"negative_points must be exactly {v.n_negative} [x, y] pairs"
+            return None, f"negative_points must be {_count_text(v.n_negative)} [x, y] pairs"
     else:
         neg = ()
     if box is None and not pos:  # e.g. {"positive_points": null}: nothing to segment
@@ -403,17 +403,28 @@ def _instance(inst: Any, v: PromptVariant, mode: str, frame: Any) -> tuple[Geome
     return GeometricPrompt.of_floats(box, pos, neg), None
 
 
-def _points(inst: dict, key: str, count: int, required: bool) -> tuple | None:
+def _count_text(count: int | None) -> str:
+    return "a list of" if count is None else f"exactly {count}"
+
+
+def _points(inst: dict, key: str, count: int | None, required: bool) -> tuple | None:
     """The point list under ``key``; None when invalid. Absent is valid when the variant
     asks for none, or (lenient mode) whatever the count. A present ``null`` counts as
     absent, except ``positive_points: null`` where the variant asks for positive points:
-    upstream's point check rejects that in both of its parsers."""
+    upstream's point check rejects that in both of its parsers. ``count`` None (the later
+    turns of a refine episode, :func:`t2s_env.instructions.refine_variant`): any number of
+    points, absent or ``null`` included."""
     pts = inst.get(key)
-    if pts is None:
+    if count is None:
+        if pts is None:
+            return ()
+        if not isinstance(pts, list):
+            return None
+    elif pts is None:
         if key in inst and key == "positive_points" and count > 0:
             return None
         return () if (count == 0 or not required) else None
-    if not isinstance(pts, list) or len(pts) != count or count == 0:
+    elif not isinstance(pts, list) or len(pts) != count or count == 0:
         return None
     out = []
     for p in pts:

@@ -23,6 +23,17 @@ def register_envs() -> None:
             entry_point="t2s_env.env:Think2SegEnv",
             kwargs={"dataset_spec": "synthetic", "segmenter": "grabcut"},
         )
+    # The refine form (docs/refine.md): the same envs with up to 3 look-and-refine turns.
+    for env_id, spec, segmenter in (
+        ("Think2Seg-Refine-Synthetic-v0", "synthetic", "grabcut"),
+        ("Think2Seg-Refine-EarthReason-v0", "earthreason", "sam2:small"),
+    ):
+        if env_id not in registry:
+            register(
+                id=env_id,
+                entry_point="t2s_env.env:Think2SegEnv",
+                kwargs={"dataset_spec": spec, "segmenter": segmenter, "max_turns": 3, "refine_mode": "replace"},
+            )
     # The referring benchmarks, evaluated as upstream does (test split, SAM2.1 small, the
     # bbox+2pos instruction; each dataset's {Question} per instructions.QUESTION_TEMPLATES).
     for env_id, spec in (

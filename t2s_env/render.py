@@ -156,3 +156,33 @@ def image_grid(tiles: Sequence[np.ndarray], columns: int = 4, tile_size: int = 2
             t, (tile_size, tile_size), interpolation=cv2.INTER_AREA
         )
     return grid
+
+
+#: the refine feedback overlay (what the agent sees; instructions.FEEDBACK describes it)
+FEEDBACK_MASK_RGB = (0, 255, 0)
+FEEDBACK_POS_RGB = (30, 144, 255)
+
+
+def feedback_overlay(image: np.ndarray, mask: np.ndarray | None, prompts: Sequence[Mapping[str, Any]] = (),
+                     alpha: float = 0.4) -> np.ndarray:
+    """The image an agent sees after a refine turn: ``mask`` (H, W) in semi-transparent green,
+    boxes red, positive points blue rings, negative points magenta crosses. No ground truth,
+    no text. Without a mask or prompts it is a copy of ``image``."""
+    out = np.array(image, dtype=np.uint8, copy=True)
+    h, w = out.shape[:2]
+    if mask is not None and mask.any():
+        m = mask.astype(bool)
+        tint = np.array(FEEDBACK_MASK_RGB, dtype=np.float32)
+        out[m] = (out[m] * (1 - alpha) + tint * alpha).astype(np.uint8)
+    thick = max(1, round(max(h, w) / 300))
+    r = max(3, 2 * thick)
+    for p in prompts:
+        box = p.get("bbox_2d")
+        if box is not None:
+            x1, y1, x2, y2 = (int(round(v)) for v in box)
+            cv2.rectangle(out, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), BOX_RGB, thick)
+        for x, y in p.get("positive_points") or ():
+            cv2.circle(out, (int(round(x)), int(round(y))), r, FEEDBACK_POS_RGB, thick)
+        for x, y in p.get("negative_points") or ():
+            cv2.drawMarker(out, (int(round(x)), int(round(y))), NEG_RGB, cv2.MARKER_TILTED_CROSS, 3 * r, thick)
+    return out

@@ -15,6 +15,12 @@ gives the same masks with
   exactly as ``SAM2ImagePredictor._predict`` does, and the instance masks are OR-ed per
   prompt set on the device.
 
+Refinement (:meth:`SAM2Segmenter.decode_with_state`): an instance whose anchor matches one
+of the last turn's gets that instance's low-resolution logits as the prompt encoder's mask
+input — exactly ``SAM2ImagePredictor.predict(mask_input=low_res)`` with the third value
+the previous ``predict`` returned ((1, S/4, S/4), clamped to ±32), ``multimask_output=False``;
+the logits are kept in :attr:`InstanceState.data`. A turn costs one decoder call.
+
 The model is frozen: eval mode, ``requires_grad=False``, every call under
 ``torch.inference_mode()``; bf16 autocast on CUDA (as upstream), fp32 on CPU.
 
@@ -39,8 +45,8 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..hashing import file_sha256
-from ..prompt import GeometricPrompt
-from .base import PromptSet, Segmenter, empty_masks, instances_by_signature
+from ..prompt import GeometricPrompt, anchor
+from .base import InstanceState, MaskState, PromptSet, Segmenter, empty_masks, instances_by_signature
 from .options import MAX_SEED, check_device, check_flag, check_int, check_real
 
 log = logging.getLogger(__name__)
@@ -296,32 +302,95 @@ class SAM2Segmenter(Segmenter):
     def decode(self, embedding: SAM2Embedding, prompt_sets: Sequence[PromptSet]) -> torch.Tensor:
         """(K, H, W) bool on the model's device: per prompt set, the OR of its instances'
         masks (an empty set, or one of empty instances, is all-False)."""
+        return self._decode(embedding, prompt_sets, None)[0]
+
+    def decode_with_state(
+        self, embedding: SAM2Embedding, prompt_sets: Sequence[PromptSet], previous: Sequence[MaskState | None] | None = None
+    ) -> tuple[torch.Tensor, list[MaskState]]:
+        """:meth:`decode`, refining from the last turn: an instance whose
+        :func:`~t2s_env.prompt.anchor` matches one of ``previous[k]``'s instances gets that
+        instance's low-resolution logits as ``mask_input`` (as ``SAM2ImagePredictor.predict(
+        mask_input=...)`` takes the third value it returned: (1, S/4, S/4), clamped to ±32),
+        ``multimask_output=False``. Each instance's state keeps its own logits in ``data``.
+        With ``previous`` None (or no match) the masks are exactly :meth:`decode`'s."""
+        if previous is not None and len(previous) != len(prompt_sets):
+            raise ValueError(f"previous has {len(previous)} states for {len(prompt_sets)} prompt sets; give one (or None) per set")
+        inputs: dict[tuple[int, GeometricPrompt], torch.Tensor] = {}
+        for j, prompts in enumerate(prompt_sets):
+            prev = previous[j] if previous is not None else None
+            if prev is None:
+                continue
+            for p in prompts:
+                inst = prev.instances.get(anchor(p)) if not p.is_empty else None
+                if inst is not None and isinstance(inst.data, torch.Tensor) and tuple(inst.data.shape[-2:]) == self._low_res_hw:
+                    inputs[(j, p)] = inst.data
+        masks, own = self._decode(embedding, prompt_sets, inputs, keep=True)
+        states = []
+        for j, prompts in enumerate(prompt_sets):
+            instances: dict[tuple, InstanceState] = {}
+            for p in prompts:
+                a = anchor(p)
+                if not p.is_empty and a not in instances:
+                    mask, logits = own[(j, p)]
+                    instances[a] = InstanceState(p, mask, logits)
+            states.append(MaskState(masks[j].cpu().numpy(), instances))
+        return masks, states
+
+    @property
+    def _low_res_hw(self) -> tuple[int, int]:
+        return (self.image_size // 4, self.image_size // 4)
+
+    def _decode(self, embedding: SAM2Embedding, prompt_sets: Sequence[PromptSet],
+                mask_inputs: "dict[tuple[int, GeometricPrompt], torch.Tensor] | None", keep: bool = False):
+        """The OR-ed masks and, with ``keep``, each (set index, prompt)'s own (H, W) bool
+        numpy mask and clamped (1, S/4, S/4) logits. Instances with a ``mask_inputs`` entry
+        decode with it, in their own groups (the decoder batch needs equal inputs)."""
         h, w = embedding.orig_hw
         k = len(prompt_sets)
         groups = instances_by_signature(prompt_sets)
+        own: dict[tuple[int, GeometricPrompt], tuple[np.ndarray, torch.Tensor]] = {}
         if not groups:
-            return empty_masks(k, h, w, self.device)
+            return empty_masks(k, h, w, self.device), own
+        if mask_inputs:
+            split: dict[Any, list[tuple[int, GeometricPrompt]]] = {}
+            for sig, items in groups.items():
+                for j, p in items:
+                    split.setdefault((sig, (j, p) in mask_inputs), []).append((j, p))
+            batches = list(split.items())
+        else:
+            batches = [((sig, False), items) for sig, items in groups.items()]
         # Count of positive instance masks per pixel; OR = count > 0. (index_put_ with
         # accumulate has a deterministic CUDA implementation.)
         hits = torch.zeros((k, h, w), dtype=torch.int32, device=self.device)
         # Upsampled logits are n × H × W float32: bound them to ~256 MB per step.
         step = max(1, _UPSAMPLE_BUDGET // (h * w))
         with self.context():
-            for items in groups.values():
+            for (_, with_mask), items in batches:
                 for start in range(0, len(items), self.max_decode_batch):
                     chunk = items[start : start + self.max_decode_batch]
-                    low_res = self.decoder_logits(embedding, [p for _, p in chunk])  # (n, 1, S/4, S/4)
+                    masks_in = None
+                    if with_mask:
+                        masks_in = torch.stack([mask_inputs[jp].to(self.device, torch.float32) for jp in chunk])  # (n, 1, S/4, S/4)
+                    low_res = self.decoder_logits(embedding, [p for _, p in chunk], masks_in)  # (n, 1, S/4, S/4)
                     index = torch.tensor([j for j, _ in chunk], dtype=torch.long, device=self.device)
                     for i in range(0, len(chunk), step):
                         # exactly SAM2ImagePredictor._predict: bilinear to (H, W), > threshold
                         up = self._transforms.postprocess_masks(low_res[i : i + step], (h, w))  # (m, 1, H, W)
-                        hits.index_put_((index[i : i + step],), (up[:, 0] > self.mask_threshold).to(torch.int32),
-                                        accumulate=True)
-        return hits > 0
+                        binary = up[:, 0] > self.mask_threshold
+                        hits.index_put_((index[i : i + step],), binary.to(torch.int32), accumulate=True)
+                        if keep:
+                            for r, jp in enumerate(chunk[i : i + step]):
+                                if jp not in own:
+                                    # SAM2ImagePredictor returns these (clamped) for the next predict
+                                    logits = torch.clamp(low_res[i + r].float(), -32.0, 32.0).clone()
+                                    own[jp] = (binary[r].cpu().numpy(), logits)
+        return hits > 0, own
 
-    def decoder_logits(self, emb: SAM2Embedding, prompts: Sequence[GeometricPrompt]) -> torch.Tensor:
+    def decoder_logits(self, emb: SAM2Embedding, prompts: Sequence[GeometricPrompt],
+                       mask_input: torch.Tensor | None = None) -> torch.Tensor:
         """(n, 1, S/4, S/4) low-resolution mask logits of n instances with one signature, in
-        one prompt-encoder + mask-decoder call (call under :meth:`context`).
+        one prompt-encoder + mask-decoder call (call under :meth:`context`); ``mask_input``
+        (n, 1, S/4, S/4): the previous logits, as the predictor's ``mask_input``.
 
         Tokens per instance as ``SAM2ImagePredictor._predict`` builds them: the box's two
         corners (labels 2, 3) first, then positive (1) and negative (0) points; coordinates
@@ -332,7 +401,7 @@ class SAM2Segmenter(Segmenter):
         labels = torch.from_numpy(labels).to(self.device)
         coords = self._transforms.transform_coords(coords, normalize=True, orig_hw=(h, w))
         model = self.model
-        sparse, dense = model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        sparse, dense = model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=mask_input)
         low_res, _, _, _ = model.sam_mask_decoder(
             image_embeddings=emb.image_embed,
             image_pe=model.sam_prompt_encoder.get_dense_pe(),

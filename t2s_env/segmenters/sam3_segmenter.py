@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..prompt import GeometricPrompt
-from .base import PromptSet, Segmenter, empty_masks, instances_by_signature
+from ..prompt import GeometricPrompt, anchor
+from .base import InstanceState, MaskState, PromptSet, Segmenter, empty_masks, instances_by_signature
 from .options import check_device, check_flag, check_int
 
 CHECKPOINT_ENV = "T2S_SAM3_CHECKPOINT"
@@ -139,23 +139,64 @@ class SAM3Segmenter(Segmenter):
 
     # -- decode ---------------------------------------------------------------------------
     def decode(self, embedding: SAM3Embedding, prompt_sets: Sequence[PromptSet]) -> torch.Tensor:
+        return self._decode(embedding, prompt_sets, None)[0]
+
+    def decode_with_state(
+        self, embedding: SAM3Embedding, prompt_sets: Sequence[PromptSet], previous: Sequence[MaskState | None] | None = None
+    ) -> tuple[torch.Tensor, list[MaskState]]:
+        """:meth:`decode`, refining from the last turn: an instance whose anchor matches one of
+        ``previous[k]``'s gets that instance's low-resolution logits (``pred_masks``, kept in
+        ``InstanceState.data``) as ``input_masks``, one instance per decoder call
+        (transformers' tracker adds a mask embedding per image, not per object). With
+        ``previous`` None (or no match) the masks are exactly :meth:`decode`'s."""
+        if previous is not None and len(previous) != len(prompt_sets):
+            raise ValueError(f"previous has {len(previous)} states for {len(prompt_sets)} prompt sets; give one (or None) per set")
+        inputs: dict[tuple[int, GeometricPrompt], torch.Tensor] = {}
+        for j, prompts in enumerate(prompt_sets):
+            prev = previous[j] if previous is not None else None
+            for p in prompts if prev is not None else ():
+                inst = prev.instances.get(anchor(p)) if not p.is_empty else None
+                if inst is not None and isinstance(inst.data, torch.Tensor) and inst.data.dim() == 3:
+                    inputs[(j, p)] = inst.data
+        masks, own = self._decode(embedding, prompt_sets, inputs, keep=True)
+        states = []
+        for j, prompts in enumerate(prompt_sets):
+            instances: dict[tuple, InstanceState] = {}
+            for p in prompts:
+                if not p.is_empty and anchor(p) not in instances:
+                    mask, logits = own[(j, p)]
+                    instances[anchor(p)] = InstanceState(p, mask, logits)
+            states.append(MaskState(masks[j].cpu().numpy(), instances))
+        return masks, states
+
+    def _decode(self, embedding: SAM3Embedding, prompt_sets: Sequence[PromptSet], mask_inputs, keep: bool = False):
         h, w = embedding.orig_hw
         k = len(prompt_sets)
         groups = instances_by_signature(prompt_sets)
+        own: dict[tuple[int, GeometricPrompt], tuple[np.ndarray, torch.Tensor]] = {}
         if not groups:
-            return empty_masks(k, h, w, self.device)
+            return empty_masks(k, h, w, self.device), own
         hits = torch.zeros((k, h, w), dtype=torch.int32, device=self.device)
+        chunks: list[tuple[list, torch.Tensor | None]] = []
+        for items in groups.values():
+            plain = [jp for jp in items if not mask_inputs or jp not in mask_inputs]
+            chunks += [(plain[s : s + self.max_decode_batch], None) for s in range(0, len(plain), self.max_decode_batch)]
+            chunks += [([jp], mask_inputs[jp]) for jp in items if mask_inputs and jp in mask_inputs]
         with torch.inference_mode():
-            for items in groups.values():
-                for start in range(0, len(items), self.max_decode_batch):
-                    chunk = items[start : start + self.max_decode_batch]
-                    masks = self.instance_masks(embedding, [p for _, p in chunk])  # (n, H, W) bool
-                    index = torch.tensor([j for j, _ in chunk], dtype=torch.long, device=self.device)
-                    hits.index_put_((index,), masks.to(self.device, torch.int32), accumulate=True)
-        return hits > 0
+            for chunk, mask_in in chunks:
+                masks, low = self.instance_masks(embedding, [p for _, p in chunk], mask_in, return_logits=True)
+                index = torch.tensor([j for j, _ in chunk], dtype=torch.long, device=self.device)
+                hits.index_put_((index,), masks.to(self.device, torch.int32), accumulate=True)
+                if keep:
+                    for r, jp in enumerate(chunk):
+                        own.setdefault(jp, (masks[r].cpu().numpy(), low[r].clone()))
+        return hits > 0, own
 
-    def instance_masks(self, emb: SAM3Embedding, prompts: Sequence[GeometricPrompt]) -> torch.Tensor:
-        """(n, H, W) bool masks of n same-signature instances in one decoder call."""
+    def instance_masks(self, emb: SAM3Embedding, prompts: Sequence[GeometricPrompt], mask_input: torch.Tensor | None = None,
+                       return_logits: bool = False):
+        """(n, H, W) bool masks of n same-signature instances in one decoder call (and with
+        ``return_logits`` their (n, 1, h', w') float32 low-resolution logits); ``mask_input``
+        (1, h', w'): one instance's previous logits, as ``input_masks``."""
         h, w = emb.orig_hw
         sy, sx = self.input_size[0] / h, self.input_size[1] / w  # image pixels -> model input pixels
         first = prompts[0]
@@ -168,10 +209,14 @@ class SAM3Segmenter(Segmenter):
             labels = [[1] * len(p.positive_points) + [0] * len(p.negative_points) for p in prompts]
             kw["input_points"] = torch.tensor([pts], dtype=self.dtype, device=self.device)  # (1, n, P, 2)
             kw["input_labels"] = torch.tensor([labels], dtype=torch.int32, device=self.device)  # (1, n, P)
+        if mask_input is not None:
+            if len(prompts) != 1:
+                raise ValueError("a mask input refines one instance per decoder call")
+            kw["input_masks"] = mask_input[None].to(self.device, self.dtype)  # (1, 1, h', w')
         out = self.model(image_embeddings=emb.features, multimask_output=False, **kw)
         low = out.pred_masks[0].float()  # (n, 1, h', w')
-        masks = self.processor.post_process_masks([low], [[h, w]], binarize=True)[0]  # (n, 1, H, W)
-        return masks[:, 0].bool()
+        masks = self.processor.post_process_masks([low], [[h, w]], binarize=True)[0][:, 0].bool()  # (n, H, W)
+        return (masks, low) if return_logits else masks
 
     def describe(self) -> dict[str, Any]:
         return {
