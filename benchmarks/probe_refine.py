@@ -1,8 +1,8 @@
 """Probe: the oracle clicker's per-turn IoU with a refining segmenter, before the refine bench.
 
-    python -m benchmarks.probe_refine --segmenter grabcut --turns 3
-    python -m benchmarks.probe_refine --segmenter grabcut --option refine=mask
-    python -m benchmarks.probe_refine --segmenter sam2:tiny --option allow_random_weights=true --option image_size=256
+    python -m think2seg.benchmarks.probe_refine --segmenter grabcut --turns 3
+    python -m think2seg.benchmarks.probe_refine --segmenter grabcut --option refine=mask
+    python -m think2seg.benchmarks.probe_refine --segmenter sam2:tiny --option allow_random_weights=true --option image_size=256
 
 For every sample of the dataset (strict protocol's frame: 840², IoU in the agent frame), one
 ``t2s_env.refine.RefineSession`` of K turns driven by the ``oracle-clicker`` agent

@@ -1,7 +1,7 @@
 """Cost of a refinement turn (pytest-benchmark; issue 20 item 7).
 
-    .venv/bin/pytest benchmarks/test_bench_refine.py --benchmark-only       # timings
-    .venv/bin/pytest benchmarks/test_bench_refine.py --benchmark-disable    # smoke run
+    .venv/bin/pytest tests/perf/test_bench_refine.py --benchmark-only       # timings
+    .venv/bin/pytest tests/perf/test_bench_refine.py --benchmark-disable    # smoke run
 
 A refinement turn must cost one decoder call, not an encode: with SAM2.1 tiny (random
 weights, fp32 CPU, one thread, model input 512², one 840² image), turn 2 —
