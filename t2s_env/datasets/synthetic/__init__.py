@@ -1,6 +1,7 @@
 """Procedural synthetic EarthReason-format dataset (SPEC §7 layout), no download needed.
 
-Each image is a top-down scene drawn with numpy and OpenCV: a noise-textured terrain,
+Each image is a top-down scene drawn with numpy alone (:mod:`t2s_env.raster`: exact integer
+and IEEE float64 arithmetic, so the pixels are the same on every machine): a noise-textured terrain,
 then (depending on the image) a coast, a river, roads with bridges, lakes, a harbour with
 ships, an airport (runway, taxiway, apron, aircraft), fields, woods, buildings with cast
 shadows, storage tanks, sports grounds, tennis courts, swimming pools, parking lots,

@@ -161,13 +161,15 @@ def cache_dir() -> Path:
 
 def source_fingerprint() -> str:
     """SHA-256 (first 16 hex digits) of the generator's source: every module of this
-    package, by name in sorted order. The cache folder is named after
+    package, by name in sorted order, then the rasteriser it draws with
+    (:mod:`t2s_env.raster`). The cache folder is named after
     :data:`GENERATOR_VERSION`; the fingerprint in its manifest also catches an edit made
     without bumping the version (a cache written by a development copy)."""
     global _FINGERPRINT
     if _FINGERPRINT is None:
         digest = hashlib.sha256()
-        for module in sorted(Path(__file__).parent.glob("*.py")):
+        here = Path(__file__).parent
+        for module in [*sorted(here.glob("*.py")), here.parent.parent / "raster.py"]:
             digest.update(module.name.encode() + b"\0" + module.read_bytes())
         _FINGERPRINT = digest.hexdigest()[:16]
     return _FINGERPRINT
