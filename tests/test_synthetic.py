@@ -421,6 +421,35 @@ def test_unwritable_cache_dir_names_the_fix(tmp_path, monkeypatch):
     assert "\n" not in str(info.value)
 
 
+def test_a_cache_written_with_other_library_versions_is_regenerated(tmp_path):
+    root = ensure_dataset(tmp_path / "c", {"val": 2}, SEED)
+    manifest = json.loads((root / "synthetic.json").read_text())
+    assert manifest["libraries"] == synthetic.writer.library_versions()
+    manifest["libraries"]["pillow"] = "12.3.0"  # as if written before a Pillow upgrade
+    (root / "synthetic.json").write_text(json.dumps(manifest))
+    ensure_dataset(root, {"val": 2}, SEED)
+    assert json.loads((root / "synthetic.json").read_text())["libraries"] == synthetic.writer.library_versions()
+
+
+def test_data_digest_covers_pixels_and_masks(small_root, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(small_root, copy)
+    digest = synthetic.data_digest(small_root, "val")
+    assert len(digest) == 16 and synthetic.data_digest(copy, "val") == digest
+    label = sorted((copy / "val" / "labels").glob("*.png"))[0]
+    mask = np.asarray(Image.open(label)).copy()
+    mask[0, 0] = 255 - mask[0, 0]
+    Image.fromarray(mask).save(label)
+    assert synthetic.data_digest(copy, "val") != digest
+
+
+def test_the_embedded_splits_match_their_reference_digests(embedded):
+    for split in EMBEDDED_SIZES:
+        assert synthetic.data_digest(embedded, split) == synthetic.EMBEDDED_DIGESTS[split], split
+
+
 def test_a_cache_from_another_generator_build_is_regenerated(tmp_path):
     root = tmp_path / "synthetic-old"
     ensure_dataset(root, {"val": 1}, 0)

@@ -55,11 +55,13 @@ from .scene import (
     render_sample,
 )
 from .writer import (
+    EMBEDDED_DIGESTS,
     EMBEDDED_SEED,
     EMBEDDED_SIZES,
     JPEG_QUALITY,
     MANIFEST,
     cache_dir,
+    data_digest,
     embedded_root,
     ensure_dataset,
     generate,
@@ -69,11 +71,13 @@ from .writer import (
 __all__ = [
     "CATEGORIES",
     "CATEGORY_NAMES",
+    "EMBEDDED_DIGESTS",
     "EMBEDDED_SIZES",
     "GENERATOR_VERSION",
     "SyntheticSample",
     "banned_terms",
     "cache_dir",
+    "data_digest",
     "embedded_root",
     "ensure_dataset",
     "generate",
