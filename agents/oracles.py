@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from t2s_env import ConfigError, GeometricPrompt, PromptVariant
+from t2s_env.raster import distance_transform
 
 from .baselines import PromptAgent
 
@@ -72,9 +73,10 @@ def spread_points(score: np.ndarray, n: int) -> list[tuple[int, int]]:
 
 
 def interior_points(comp: Component, n: int) -> tuple[tuple[int, int], ...]:
-    """``n`` (x, y) integer pixels inside the component, near distance-transform maxima."""
+    """``n`` (x, y) integer pixels inside the component, near maxima of the exact
+    Euclidean distance transform."""
     padded = np.pad(comp.mask, 1).astype(np.uint8)  # the crop's border counts as outside
-    dist = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    dist = distance_transform(padded)[1:-1, 1:-1]
     x0, y0 = comp.box[:2]
     return tuple((x0 + c, y0 + r) for r, c in spread_points(dist, n))
 
@@ -89,7 +91,7 @@ def exterior_points(comp: Component, gt: np.ndarray, n: int) -> tuple[tuple[int,
     background = (~gt[Y1:Y2, X1:X2]).astype(np.uint8)
     if not background.any():
         return ()
-    dist = cv2.distanceTransform(background, cv2.DIST_L2, 5)
+    dist = distance_transform(background)
     return tuple((X1 + c, Y1 + r) for r, c in spread_points(dist, n))
 
 

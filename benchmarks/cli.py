@@ -168,7 +168,28 @@ def bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not args.no_leaderboard:
         print()
         print(render_leaderboard(store, fmt="table"))
+    for line in data_lines(jobs):
+        print(line)
     return 0
+
+
+def data_lines(jobs: Sequence[runner.Job]) -> list[str]:
+    """One line per embedded synthetic split the jobs ran on: the digest of its pixels and
+    masks against the reference of the committed generator (docs/synthetic.md)."""
+    from t2s_env.datasets import synthetic
+
+    out = []
+    for dataset in dict.fromkeys(j.dataset for j in jobs if j.root is None):
+        name, _, split = dataset.partition(":")
+        if name != "synthetic":
+            continue
+        split = split or "val"
+        got = synthetic.data_digest(synthetic.embedded_root(), split)
+        ref = synthetic.EMBEDDED_DIGESTS.get(split)
+        verdict = ("the data of the README's table" if got == ref else
+                   "DIFFERENT data: scores are not comparable with the README's table; see docs/synthetic.md")
+        out.append(f"data {dataset}: sha256 {got} (reference {ref}: {verdict})")
+    return out
 
 
 if __name__ == "__main__":

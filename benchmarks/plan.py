@@ -39,7 +39,7 @@ from t2s_env.segmenters import SEGMENTERS, Segmenter
 import think2seg.agents as agent_registry
 from think2seg.agents import Agent
 
-from .provenance import dataset_fingerprint, model_fingerprint, run_identity, segmenter_fingerprint
+from .provenance import dataset_fingerprint, library_versions, model_fingerprint, run_identity, segmenter_fingerprint
 from .results_store import ResultsError, ResultsStore
 from .rundir import RunDir, RunLock, utc_now
 from .runner import PARSER_MODE, Job, Run
@@ -199,6 +199,7 @@ def run_config(
             "segmenter": segmenter_fingerprint(describe),
         },
         "versions": package_versions(),
+        "libraries": library_versions(),
         "git": git_state(),
         "command": ["t2s", "bench", *argv],
     }
@@ -350,6 +351,7 @@ def _plan_resume_run(args: argparse.Namespace, store: ResultsStore, run_id: str)
     except (KeyError, TypeError) as exc:
         raise T2SError(f"{rundir.run_yaml} lacks {exc}; it cannot be resumed") from None
     check_resume_options(args, config, protocol, run_id)
+    check_resume_libraries(config, run_id)
     samples = load_samples(dataset, root, protocol, int(config.get("seed") or 0), config.get("limit"))
     if len(samples) != config.get("n_samples", len(samples)):
         raise T2SError(f"dataset {dataset} now has {len(samples)} samples, the run had {config['n_samples']}; start a new run")
@@ -392,6 +394,19 @@ def check_resume_options(args: argparse.Namespace, config: Mapping[str, Any], pr
     if given:
         raise ConfigError(f"--resume {run_id} finishes the run as it started; drop {'; '.join(given)}, "
                           "or start a new run")
+
+
+def check_resume_libraries(config: Mapping[str, Any], run_id: str) -> None:
+    """A run is finished with the library versions it started with (they are part of its
+    identity), so samples scored by two versions never mix in one run."""
+    started = config.get("libraries")
+    if not isinstance(started, Mapping):
+        return  # a run.yaml from before libraries were recorded
+    now = library_versions()
+    changed = [f"{k} {started.get(k)} (now {now.get(k)})" for k in now if started.get(k) != now.get(k)]
+    if changed:
+        raise T2SError(f"--resume {run_id}: the run started with {', '.join(changed)}; resume it in "
+                       "that environment or start a new run")
 
 
 def build_segmenter(spec: str, options: Mapping[str, Any] | None = None) -> Segmenter:

@@ -25,6 +25,25 @@ MODEL_KEYS = ("model", "model_path", "checkpoint", "policy", "path", "model_name
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
+#: libraries whose version can change a run's numbers: OpenCV (GrabCut), Pillow (JPEG
+#: decoding, LANCZOS resizing to the view frame), numpy and torch (the segmenters' and
+#: agents' arithmetic)
+RESULT_LIBRARIES = ("numpy", "opencv", "pillow", "torch")
+
+
+def library_versions() -> dict[str, str | None]:
+    """The versions of :data:`RESULT_LIBRARIES` this process uses (None: not installed),
+    as the modules report them."""
+    import importlib
+
+    out: dict[str, str | None] = {}
+    for name, module in zip(RESULT_LIBRARIES, ("numpy", "cv2", "PIL", "torch")):
+        try:
+            out[name] = str(importlib.import_module(module).__version__)
+        except ImportError:
+            out[name] = None
+    return out
+
 
 def sha256_file(path: Path) -> str:
     """SHA-256 of a file, streamed; memoised per (path, size, mtime) within a process."""
@@ -168,9 +187,10 @@ def run_identity(config: Mapping[str, Any]) -> str:
         "parser_mode": config.get("parser_mode"),
         "seed": config.get("seed"),
         "n": config.get("n_samples"),
+        "libraries": config.get("libraries"),
     }
     return digest_of(key)[:16]
 
 
-__all__ = ["dataset_fingerprint", "model_fingerprint", "path_fingerprint", "run_identity",
+__all__ = ["RESULT_LIBRARIES", "dataset_fingerprint", "library_versions", "model_fingerprint", "path_fingerprint", "run_identity",
            "segmenter_fingerprint", "sha256_file"]

@@ -9,8 +9,8 @@ OR-ed, as SAM2's are upstream.
 Speed: GrabCut costs O(pixels × iterations) with a large constant (1.2 s for an 840² image
 on one core), so it runs on a crop around the prompt (box plus a context margin that
 supplies the background colour model) that is downscaled to at most ``max_side`` pixels a
-side; the result is upsampled back to the crop with bilinear interpolation of the 0/1
-mask (smoother edges than nearest) and clipped to the box, which keeps the pixel convention
+side; the result is upsampled back to the crop by the centre rule (each crop pixel takes
+the working pixel under its centre: exact, the same on every CPU) and clipped to the box, which keeps the pixel convention
 of :mod:`t2s_env.prompt`: an integer box ``[x1, y1, x2, y2]`` bounds columns ``x1 … x2-1``.
 
 Determinism: GrabCut initialises its colour GMMs with k-means on OpenCV's global RNG, so
@@ -56,6 +56,7 @@ import torch
 
 from ..errors import ConfigError
 from ..prompt import GeometricPrompt, anchor
+from ..raster import upsample_mask
 from .base import InstanceState, MaskState, PromptSet, Segmenter, empty_masks
 from .options import MAX_RADIUS, MAX_SEED, check_int, check_real
 
@@ -387,10 +388,9 @@ class GrabCutSegmenter(Segmenter):
         fgd = np.zeros((1, 65), np.float64)
         cv2.setRNGSeed(self.seed)
         cv2.grabCut(work, mask, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
-        res = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.float32)
+        out = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
         if (ww, wh) != (cw, ch):
-            res = cv2.resize(res, (cw, ch), interpolation=cv2.INTER_LINEAR)
-        out = res >= 0.5
+            out = upsample_mask(out, cw, ch)
         # Clip to the regions at full resolution (upsampling blurs across their edges).
         ix = x0 + np.arange(cw) + 0.5
         iy = y0 + np.arange(ch) + 0.5

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,9 @@ from think2seg import agents
 from think2seg.agents.oracles import OracleBoxAgent
 from think2seg.benchmarks import cli as bench_cli
 from think2seg.benchmarks import runner
+from think2seg.benchmarks.provenance import RESULT_LIBRARIES, library_versions, run_identity
 from think2seg.benchmarks.results_store import ResultsStore
+from t2s_env.datasets.synthetic import EMBEDDED_DIGESTS
 from t2s_env import summarize_records
 from t2s_env.protocol import protocol_with_options
 from t2s_env.cli import main as t2s_main
@@ -148,6 +151,7 @@ def test_run_files_and_metrics_agree_with_samples(rect_root, tmp_path, protocol)
         assert cfg["status"] == "complete" and cfg["protocol"]["name"] == protocol
         assert cfg["segmenter"]["spec"] == "box" and cfg["seed"] == 0
         assert {"python", "think2seg", "torch", "numpy"} <= set(cfg["versions"])
+        assert cfg["libraries"] == library_versions() and set(cfg["libraries"]) == set(RESULT_LIBRARIES)
         assert "commit" in cfg["git"] and cfg["agent"]["config"]["name"] == label.split(":")[0]
         row = rows[label]
         assert row.protocol == protocol and row.n == 6 and row.metrics["gIoU"] == metrics["gIoU"]
@@ -331,7 +335,35 @@ def test_main_job_defaults_on_a_few_synthetic_samples(tmp_path, capsys):
     assert {r.agent for r in rows} == {"full-image", "center-box:0.5", "random-box:0", "empty",
                                        "oracle-box", "oracle-points", "oracle-box+points"}
     assert {(r.dataset, r.segmenter, r.protocol) for r in rows} == {("synthetic:val", "grabcut", "strict")}
-    assert "oracle-box" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "oracle-box" in out
+    # under the table: the digest of the embedded split's pixels and masks, and the reference
+    (line,) = [l for l in out.splitlines() if l.startswith("data ")]
+    assert re.fullmatch(r"data synthetic:val: sha256 [0-9a-f]{16} \(reference [0-9a-f]{16}: .+\)", line), line
+    assert line.endswith("(reference %s: the data of the README's table)" % EMBEDDED_DIGESTS["val"]), line
+
+
+def test_library_versions_are_part_of_the_identity():
+    config = {"agent": {"spec": "empty"}, "dataset": "synthetic:val", "seed": 0, "n_samples": 2,
+              "libraries": library_versions()}
+    other = {**config, "libraries": {**config["libraries"], "opencv": "0.0.0"}}
+    assert run_identity(config) != run_identity(other)
+    assert set(RESULT_LIBRARIES) == {"numpy", "opencv", "pillow", "torch"}
+
+
+def test_resume_refuses_a_run_started_with_other_library_versions(scripted, disjoint_root, tmp_path, capsys):
+    scripted.kill_after_batches = 1
+    with pytest.raises(KeyboardInterrupt):
+        bench(disjoint_root, tmp_path, "--agents", "test-scripted", "--batch-size", "2", "--no-tensorboard")
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    scripted.kill_after_batches = None
+    cfg = yaml.safe_load((run_dir / "run.yaml").read_text())
+    cfg["libraries"]["opencv"] = "0.0.0"
+    (run_dir / "run.yaml").write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    assert cli("--out", str(tmp_path), "--resume", run_dir.name, *QUIET) != 0
+    err = capsys.readouterr().err
+    assert "opencv 0.0.0" in err and "start a new run" in err and err.count("\n") == 1
 
 
 # -- a real kill: SIGKILL a bench subprocess, then resume ---------------------------------

@@ -1,6 +1,7 @@
 """Procedural synthetic EarthReason-format dataset (SPEC §7 layout), no download needed.
 
-Each image is a top-down scene drawn with numpy and OpenCV: a noise-textured terrain,
+Each image is a top-down scene drawn with numpy alone (:mod:`t2s_env.raster`: exact integer
+and IEEE float64 arithmetic, so the pixels are the same on every machine): a noise-textured terrain,
 then (depending on the image) a coast, a river, roads with bridges, lakes, a harbour with
 ships, an airport (runway, taxiway, apron, aircraft), fields, woods, buildings with cast
 shadows, storage tanks, sports grounds, tennis courts, swimming pools, parking lots,
@@ -54,11 +55,13 @@ from .scene import (
     render_sample,
 )
 from .writer import (
+    EMBEDDED_DIGESTS,
     EMBEDDED_SEED,
     EMBEDDED_SIZES,
     JPEG_QUALITY,
     MANIFEST,
     cache_dir,
+    data_digest,
     embedded_root,
     ensure_dataset,
     generate,
@@ -68,11 +71,13 @@ from .writer import (
 __all__ = [
     "CATEGORIES",
     "CATEGORY_NAMES",
+    "EMBEDDED_DIGESTS",
     "EMBEDDED_SIZES",
     "GENERATOR_VERSION",
     "SyntheticSample",
     "banned_terms",
     "cache_dir",
+    "data_digest",
     "embedded_root",
     "ensure_dataset",
     "generate",

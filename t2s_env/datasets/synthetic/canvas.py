@@ -7,9 +7,9 @@ import math
 from collections import Counter
 from typing import Sequence
 
-import cv2
 import numpy as np
 
+from ... import raster
 from .catalogue import LABEL_IDS
 
 #: sprite-label value for painted pixels that belong to no category (aprons, banks, wakes)
@@ -27,26 +27,27 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.n
     a small Gaussian grid upsampled bicubically (much cheaper than per-pixel noise)."""
     gh, gw = max(2, int(round(h / cell)) + 1), max(2, int(round(w / cell)) + 1)
     small = rng.standard_normal((gh, gw)).astype(np.float32)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return raster.resize(small, w, h, "cubic")
 
 
 def _noise1d(rng: np.random.Generator, n: int, knots: int) -> np.ndarray:
     """A smooth 1-D curve of length ``n`` through ``knots`` Gaussian values."""
     small = rng.standard_normal((1, max(2, knots))).astype(np.float32)
-    return cv2.resize(small, (n, 1), interpolation=cv2.INTER_CUBIC)[0]
+    return raster.resize(small, n, 1, "cubic")[0]
 
 
 def _ipts(points) -> np.ndarray:
-    """Points as the int32 (N, 1, 2) array OpenCV's polygon functions want."""
-    return np.round(np.asarray(points, dtype=np.float64)).astype(np.int32).reshape(-1, 1, 2)
+    """Points rounded to the int64 (N, 2) array the raster functions take."""
+    return raster.int_points(points)
 
 
 def _rot(angle_deg: float, v) -> np.ndarray:
-    """Rotate vector(s) ``v`` like a sprite rotated by ``angle_deg`` with OpenCV (y down,
-    positive angle = counter-clockwise on screen)."""
+    """Rotate vector(s) ``v`` like a sprite rotated by ``angle_deg`` (y down,
+    positive angle = counter-clockwise on screen); elementwise, no BLAS."""
     a = math.radians(angle_deg)
-    r = np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
-    return np.asarray(v, dtype=np.float64) @ r.T
+    c, s = math.cos(a), math.sin(a)
+    v = np.asarray(v, dtype=np.float64)
+    return np.stack([v[..., 0] * c + v[..., 1] * s, v[..., 1] * c - v[..., 0] * s], axis=-1)
 
 
 def _angle_of(v) -> float:
@@ -57,8 +58,8 @@ def _angle_of(v) -> float:
 def _fill(rgb: np.ndarray, lab: np.ndarray, points, colour, code: int) -> None:
     """Fill a polygon in a sprite's colour and label layers."""
     pts = _ipts(points)
-    cv2.fillPoly(rgb, [pts], [float(c) for c in colour])
-    cv2.fillPoly(lab, [pts], int(code))
+    raster.fill_poly(rgb, pts, [float(c) for c in colour])
+    raster.fill_poly(lab, pts, int(code))
 
 
 def _canvas(w: float, h: float, colour=None) -> tuple[np.ndarray, np.ndarray]:
@@ -85,8 +86,7 @@ class _Patch:
     def grown(self, margin: int) -> np.ndarray:
         """Opaque pixels dilated by ``margin`` (cached: shared by every position tried)."""
         if margin not in self._grown:
-            k = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
-            self._grown[margin] = cv2.dilate((self.lab > 0).astype(np.uint8), k).astype(bool)
+            self._grown[margin] = raster.dilate(self.lab > 0, margin)
         return self._grown[margin]
 
     @property
@@ -99,12 +99,13 @@ class _Patch:
                 src = src.copy()
                 src[~opaque] = src[opaque].mean(axis=0)
             h, w = self.lab.shape
-            self._rgb = cv2.warpAffine(src, self.M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            self._rgb = raster.warp_affine(src, self.M, w, h)
         return self._rgb
 
     def point(self, x: float, y: float) -> np.ndarray:
         """Image coordinates of sprite point (x, y)."""
-        return self.M @ np.array([x, y, 1.0]) + np.array([self.x0, self.y0])
+        px, py = raster.apply_affine(self.M, x, y)
+        return np.array([px + self.x0, py + self.y0])
 
     def moved_to(self, at) -> "_Patch":
         """The same patch with its centre moved to image point ``at``."""
@@ -158,13 +159,13 @@ class _Scene:
         c, s = abs(math.cos(a)), abs(math.sin(a))
         nw = int(math.ceil(w * c + h * s)) + 2 * pad
         nh = int(math.ceil(w * s + h * c)) + 2 * pad
-        M = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, 1.0)
+        M = raster.rotation_matrix(((w - 1) / 2, (h - 1) / 2), angle)
         M[0, 2] += (nw - 1) / 2 - (w - 1) / 2
         M[1, 2] += (nh - 1) / 2 - (h - 1) / 2
-        lab_r = cv2.warpAffine(lab, M, (nw, nh), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        lab_r = raster.warp_affine(lab, M, nw, nh, nearest=True)
         if anchor is None:
             anchor = ((w - 1) / 2, (h - 1) / 2)
-        ax, ay = M @ np.array([anchor[0], anchor[1], 1.0])
+        ax, ay = raster.apply_affine(M, anchor[0], anchor[1])
         return _Patch(int(round(at[0] - ax)), int(round(at[1] - ay)), lab_r, M, rgb, lab)
 
     def _clip(self, x0: int, y0: int, h: int, w: int):
@@ -237,13 +238,11 @@ class _Scene:
         dx, dy = int(round(d[0])), int(round(d[1]))
         if dx == 0 and dy == 0:
             return
-        m = mask.astype(np.uint8)
         px, py = abs(dx), abs(dy)
-        mp = cv2.copyMakeBorder(m, py, py, px, px, cv2.BORDER_CONSTANT, value=0)
-        kernel = np.zeros((py + 1, px + 1), np.uint8)
-        ax, ay = max(dx, 0), max(dy, 0)
-        cv2.line(kernel, (ax, ay), (ax - dx, ay - dy), 1, 1)
-        sh = cv2.dilate(mp, kernel, anchor=(ax, ay)).astype(bool) & ~mp.astype(bool)
+        swept = raster.sweep(mask, dx, dy)
+        mp = np.zeros_like(swept)
+        mp[py:py + mask.shape[0], px:px + mask.shape[1]] = mask
+        sh = swept & ~mp
         cl = self._clip(x0 - px, y0 - py, *sh.shape)
         if cl is None:
             return

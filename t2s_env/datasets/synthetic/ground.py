@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
+from ... import raster
 from .canvas import CTX, HARD, _ipts, _noise1d, _rgb, _rot, _Scene, _smooth_noise, SOFT, WATER
 
 
@@ -30,7 +30,7 @@ def _terrain(sc: _Scene) -> None:
     mid = _smooth_noise(rng, qh, qw, cell=6)
     t = np.clip(0.5 + 0.45 * low, 0, 1)[..., None]
     small = (base * (1 - t) + alt * t) * (1.0 + 0.07 * mid)[..., None]
-    img = cv2.resize(small, (sc.W, sc.H), interpolation=cv2.INTER_LINEAR)
+    img = raster.resize(small, sc.W, sc.H, "linear")
     img *= (1.0 + 0.05 * sc.tex)[..., None]
     scrub = _smooth_noise(rng, sc.H, sc.W, cell=max(3.0, sc.u * 0.012))
     dark = scrub > rng.uniform(1.2, 1.8)
@@ -98,8 +98,9 @@ def _edge_to_edge(sc: _Scene, rng: np.random.Generator, n: int = 160, bend: floa
         b = np.array([(1 + m) * sc.W, rng.uniform(0.15, 0.85) * sc.H])
     t = np.linspace(0, 1, n)[:, None]
     d = b - a
-    normal = np.array([-d[1], d[0]]) / np.linalg.norm(d)
-    offset = bend * np.linalg.norm(d) * _noise1d(rng, n, 4) * np.sin(np.pi * t[:, 0]) ** 0.5
+    length = math.hypot(float(d[0]), float(d[1]))
+    normal = np.array([-d[1], d[0]]) / length
+    offset = bend * length * _noise1d(rng, n, 4) * np.sqrt(raster.sin(np.pi * t[:, 0]).clip(0, None))
     return a + t * d + offset[:, None] * normal
 
 
@@ -118,9 +119,9 @@ def _river(sc: _Scene, target: bool) -> None:
     for i in range(n - 1):
         p, q = tuple(int(v) for v in pts[i]), tuple(int(v) for v in pts[i + 1])
         w = float(width[i])
-        cv2.line(zone, p, q, 1, int(round(w + 2 * bank)))
-        cv2.line(river, p, q, 1, int(round(w)))
-        cv2.line(channel, p, q, 1, max(1, int(round(w * 0.45))))
+        raster.line(zone, p, q, 1, int(round(w + 2 * bank)))
+        raster.line(river, p, q, 1, int(round(w)))
+        raster.line(channel, p, q, 1, max(1, int(round(w * 0.45))))
     sea = sc.occ == WATER  # the river ends where it meets the sea
     zone = zone.astype(bool) & ~sea
     river = river.astype(bool) & ~sea
@@ -128,13 +129,13 @@ def _river(sc: _Scene, target: bool) -> None:
     sc.paint_mask(zone & ~river, _rgb(150, 140, 105), CTX, SOFT, tex=0.08)
     sc.paint_mask(river, tint, sc.code("river"), WATER, tex=0.04)
     core = channel.astype(bool) & river
-    x, y, w, h = cv2.boundingRect(core.astype(np.uint8))
+    x, y, w, h = raster.bounding_rect(core)
     if w and h:
         sc.img[y:y + h, x:x + w][core[y:y + h, x:x + w]] *= 0.82
     sc.river_mask, sc.river_zone = river, zone
     sc.river_width = float(width.max() + 2 * bank)
     d = np.gradient(path, axis=0)
-    sc.river_path, sc.river_tangent = path, d / np.linalg.norm(d, axis=1, keepdims=True)
+    sc.river_path, sc.river_tangent = path, d / raster.norm_rows(d)[:, None]
     sc.instances["river"] += 1
 
 
@@ -146,9 +147,9 @@ def _road_path(sc: _Scene, rng: np.random.Generator, w: int) -> np.ndarray:
         if sc.river_zone is None:
             return path
         test = np.zeros((sc.H, sc.W), np.uint8)
-        cv2.polylines(test, [_ipts(path)], False, 1, w)
-        over = (test.astype(bool) & sc.river_zone).astype(np.uint8)
-        crossings = max(1, cv2.connectedComponents(over)[0] - 1)
+        raster.polyline(test, path, 1, w)
+        over = test.astype(bool) & sc.river_zone
+        crossings = max(1, raster.count_components(over))
         if np.count_nonzero(over) <= crossings * (w + 2) * sc.river_width * 2.0:
             return path
     return path
@@ -176,19 +177,19 @@ def _roads(sc: _Scene, count: int, target: bool) -> None:
         if not (k == 0 and bridge_wanted):
             path = _road_path(sc, rng, w)
         pts = _ipts(path)
-        cv2.polylines(verge, [pts], False, 1, w + 2 * max(1, w // 5))
-        cv2.polylines(road, [pts], False, 1, w)
+        raster.polyline(verge, pts, 1, w + 2 * max(1, w // 5))
+        raster.polyline(road, pts, 1, w)
         if w >= 9:  # a dashed centre line on wide roads
-            seg = np.cumsum(np.r_[0, np.linalg.norm(np.diff(path, axis=0), axis=1)])
+            seg = np.cumsum(np.r_[0, raster.norm_rows(np.diff(path, axis=0))])
             dash = max(4.0, w * 0.9)
             samples = np.arange(0, seg[-1], dash)
             xs, ys = np.interp(samples, seg, path[:, 0]), np.interp(samples, seg, path[:, 1])
             for j in range(0, len(samples) - 1, 2):
-                cv2.line(dashes, (int(xs[j]), int(ys[j])), (int(xs[j + 1]), int(ys[j + 1])), 1, max(1, w // 10))
+                raster.line(dashes, (int(xs[j]), int(ys[j])), (int(xs[j + 1]), int(ys[j + 1])), 1, max(1, w // 10))
     water = sc.occ == WATER
     road_b = road.astype(bool)
     if bridge_wanted:
-        deck = cv2.dilate(road, np.ones((3, 3), np.uint8)).astype(bool) & sc.river_zone
+        deck = raster.dilate(road, 1) & sc.river_zone
     else:
         deck = np.zeros_like(road_b)
     keep = ~water & ~deck
@@ -204,11 +205,10 @@ def _roads(sc: _Scene, count: int, target: bool) -> None:
 
 def _bridges(sc: _Scene, deck: np.ndarray, target_h: float) -> None:
     """Concrete decks with light railings where roads cross the river, shading the water."""
-    x, y, w, h = cv2.boundingRect(deck.astype(np.uint8))
+    x, y, w, h = raster.bounding_rect(deck)
     sub = deck[y:y + h, x:x + w]
     sc.cast_shadow(sub, x, y, target_h)
     sc.paint_mask(deck, _rgb(178, 174, 164), sc.code("bridge"), HARD, tex=0.04)
-    rail = deck & ~cv2.erode(deck.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    rail = deck & ~raster.erode(deck, 1)
     sc.paint_mask(rail, _rgb(215, 212, 205), sc.code("bridge"), None, tex=0.02)
-    n, _ = cv2.connectedComponents(deck.astype(np.uint8))
-    sc.instances["bridge"] += n - 1
+    sc.instances["bridge"] += raster.count_components(deck)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
+from ... import raster
 from ...errors import ConfigError
 from .catalogue import CATEGORIES, CATEGORY_NAMES, CONFUSABLE, LABEL_IDS, _questions, REQUIRES
 from .canvas import _Scene
@@ -16,7 +16,7 @@ from .sites import _COUNTS, _LAND_SITES, _site_harbor, _site_lake, _site_ships
 
 #: Bump whenever the output for a given seed changes: the embedded cache folder is named
 #: after it, so a changed generator never reuses a stale cache.
-GENERATOR_VERSION = "v2"
+GENERATOR_VERSION = "v3"
 SPLITS = ("train", "val", "test")
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 MIN_SIDE, MAX_SIDE = 256, 1024
@@ -122,14 +122,15 @@ def _finish(sc: _Scene) -> np.ndarray:
     haze = rng.uniform(0.0, 0.12)
     grain = rng.normal(0, rng.uniform(2.0, 5.0), (64, 64, 3)).astype(np.float32)
     grain = np.tile(grain, (sc.H // 64 + 1, sc.W // 64 + 1, 1))[: sc.H, : sc.W]
-    # add the grain and round/saturate to uint8 in one OpenCV pass
-    img = cv2.add(sc.img, grain, dtype=cv2.CV_8U)
+    # add the grain, round half to even and saturate to uint8
+    img = np.clip(np.rint(sc.img + grain), 0, 255).astype(np.uint8)
     # colour balance and haze are per-channel maps of 0..255: one lookup table
     levels = np.arange(256, dtype=np.float64)[:, None]
     lut = np.clip(levels * gain * (1 - haze) + haze * np.array([200.0, 205.0, 215.0]) + 0.5, 0, 255)
-    img = cv2.LUT(img, lut.astype(np.uint8).reshape(1, 256, 3))
-    # blur last, in uint8 (three times cheaper than in float): softens drawn edges like optics
-    return cv2.GaussianBlur(img, (0, 0), sigmaX=rng.uniform(0.5, 0.85))
+    lut = lut.astype(np.uint8)
+    img = np.stack([lut[:, c][img[..., c]] for c in range(3)], axis=-1)
+    # blur last: softens drawn edges like optics
+    return raster.gaussian_blur_u8(img, rng.uniform(0.5, 0.85))
 
 
 def render_sample(seed: int, split: str, index: int) -> SyntheticSample:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import cv2
 import numpy as np
+
+from ... import raster
 
 from .catalogue import LABEL_IDS
 from .canvas import _angle_of, _canvas, CTX, FREE, HARD, _ipts, PAVED, _rgb, _rot, _Scene, SOFT, WATER
@@ -133,7 +134,7 @@ def _site_tanks(sc: _Scene, count: int, target: bool) -> int:
         pad_w, pad_h = cols * spacing + r, rows * spacing + r
         rgb, lab = _canvas(pad_w, pad_h, _rgb(160, 156, 146) * rng.uniform(0.9, 1.05))
         lab[:] = CTX
-        cv2.rectangle(rgb, (0, 0), (lab.shape[1] - 1, lab.shape[0] - 1), (196.0, 192.0, 184.0), 1)
+        raster.rectangle(rgb, (0, 0), (lab.shape[1] - 1, lab.shape[0] - 1), (196.0, 192.0, 184.0), 1)
         p = _place(sc, lambda: (rgb, lab, angle), tries=12, margin=2)
         if p is None:
             continue
@@ -184,10 +185,10 @@ def _site_airport(sc: _Scene, count: int, target: bool) -> int:
             rgb[:rh], lab[:rh] = r_rgb[:, : rgb.shape[1]], r_lab[:, : rgb.shape[1]]
             concrete = _rgb(150, 150, 146)
             ty = w + gapw
-            cv2.rectangle(rgb, (int(L * 0.08), int(ty)), (int(L * 0.92), int(ty + tw)), [float(v) for v in concrete], -1)
+            raster.rectangle(rgb, (int(L * 0.08), int(ty)), (int(L * 0.92), int(ty + tw)), [float(v) for v in concrete], -1)
             for xc in (L * 0.08, L * 0.5, L * 0.92 - tw):  # connectors runway <-> taxiway
-                cv2.rectangle(rgb, (int(xc), int(w)), (int(xc + tw), int(ty)), [float(v) for v in concrete], -1)
-            cv2.line(rgb, (int(L * 0.08), int(ty + tw / 2)), (int(L * 0.92), int(ty + tw / 2)), (200.0, 170.0, 60.0), 1)
+                raster.rectangle(rgb, (int(xc), int(w)), (int(xc + tw), int(ty)), [float(v) for v in concrete], -1)
+            raster.line(rgb, (int(L * 0.08), int(ty + tw / 2)), (int(L * 0.92), int(ty + tw / 2)), (200.0, 170.0, 60.0), 1)
             ax0 = L * rng.uniform(0.15, 0.85 - apron_l / L) if apron_l < L * 0.7 else L * 0.15
             a_rgb, _ = _apron_sprite(rng, apron_l, apron_d)
             ay0 = int(ty + tw)
@@ -286,10 +287,10 @@ def _wake(sc: _Scene, centre: np.ndarray, angle: float, L: float, beam: float) -
     x0, y0 = np.floor(poly.min(axis=0)).astype(int)
     x1, y1 = np.ceil(poly.max(axis=0)).astype(int) + 1
     m = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.fillPoly(m, [_ipts(poly - [x0, y0])], 1)
+    raster.fill_poly(m, _ipts(poly - [x0, y0]), 1)
     core = np.zeros_like(m)
-    cv2.fillPoly(core, [_ipts(np.array([stern + side * beam * 0.3, stern + (far - stern) * 0.6,
-                                        stern - side * beam * 0.3]) - [x0, y0])], 1)
+    raster.fill_poly(core, _ipts(np.array([stern + side * beam * 0.3, stern + (far - stern) * 0.6,
+                                        stern - side * beam * 0.3]) - [x0, y0]), 1)
     cl = sc._clip(int(x0), int(y0), *m.shape)
     if cl is None:
         return

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
+
+from ... import raster
 
 from .catalogue import LABEL_IDS
 from .canvas import _canvas, CTX, _fill, _ipts, _rgb, _rot, _Scene, _smooth_noise
@@ -16,9 +17,9 @@ def _blob_polygon(rng: np.random.Generator, rx: float, ry: float, rough: float, 
     th = np.linspace(0, 2 * np.pi, n, endpoint=False)
     r = np.ones(n)
     for k in range(2, harmonics + 1):
-        r += rough / k * rng.uniform(0.3, 1.0) * np.cos(k * th + rng.uniform(0, 2 * np.pi))
+        r += rough / k * rng.uniform(0.3, 1.0) * raster.cos(k * th + rng.uniform(0, 2 * np.pi))
     r = np.clip(r, 0.45, None)
-    return np.stack([rx * r * np.cos(th), ry * r * np.sin(th)], axis=1)
+    return np.stack([rx * r * raster.cos(th), ry * r * raster.sin(th)], axis=1)
 
 
 def _lake_sprite(sc: _Scene, rng: np.random.Generator, r: float):
@@ -31,8 +32,8 @@ def _lake_sprite(sc: _Scene, rng: np.random.Generator, r: float):
     shore = poly * (1 + ring / r) + c
     _fill(rgb, lab, shore, [_rgb(120, 118, 84), _rgb(74, 96, 58)][int(rng.integers(2))], CTX)
     water = np.zeros(lab.shape, np.uint8)
-    cv2.fillPoly(water, [_ipts(poly + c)], 1)
-    depth = cv2.distanceTransform(water, cv2.DIST_L2, 3)
+    raster.fill_poly(water, _ipts(poly + c), 1)
+    depth = raster.distance_transform(water, limit=0.35 * r)
     t = np.clip(depth / (0.35 * r), 0, 1)[..., None]
     shallow, deep = _rgb(72, 112, 104), _rgb(24, 56, 72) * rng.uniform(0.85, 1.15)
     wm = water.astype(bool)
@@ -46,7 +47,7 @@ def _forest_sprite(sc: _Scene, rng: np.random.Generator, r: float):
     poly = _blob_polygon(rng, rx, ry, rough=0.6, harmonics=9, n=96)
     size = 2 * (max(rx, ry) * 1.8 + 2)
     rgb, lab = _canvas(size, size)
-    cv2.fillPoly(lab, [_ipts(poly + size / 2)], LABEL_IDS["forest"])
+    raster.fill_poly(lab, _ipts(poly + size / 2), LABEL_IDS["forest"])
     crown = max(2.0, sc.u * rng.uniform(0.008, 0.016))
     h, w = lab.shape
     crowns = _smooth_noise(rng, h, w, cell=crown)
@@ -66,7 +67,7 @@ def _field_sprite(rng: np.random.Generator, w: float, h: float, row_period: floa
     rgb, lab = _canvas(w, h, base)
     hh, ww = lab.shape
     axis = np.arange(ww if rng.random() < 0.5 else hh, dtype=np.float32)
-    rows = np.sin(2 * np.pi * axis / row_period + rng.uniform(0, 6.3))
+    rows = raster.sin(2 * np.pi * axis / row_period + rng.uniform(0, 6.3))
     amp = rng.uniform(0.05, 0.14)
     if len(axis) == ww:
         rgb *= (1 + amp * rows)[None, :, None]
@@ -92,7 +93,7 @@ def _building_sprite(sc: _Scene, rng: np.random.Generator, w: float, h: float, a
         # gable: the ridge runs along the long (x) side; each half faces +-y
         light = -sc.sun
         face = _rot(angle, np.array([0.0, -1.0]))
-        k = 0.22 * float(face @ light)
+        k = 0.22 * float(face[0] * light[0] + face[1] * light[1])
         rgb[: hh // 2] *= 1 + k
         rgb[hh // 2:] *= 1 - k
         rgb[hh // 2 - (hh % 2 == 0): hh // 2 + 1] *= 1.08
@@ -149,15 +150,13 @@ def _plane_sprite(rng: np.random.Generator, L: float):
         _fill(rgb, lab, [(x0 + 0.16 * L, cy + sgn * fw * 0.6), (x0 + 0.06 * L, cy + sgn * 0.19 * span),
                          (x0 + 0.02 * L, cy + sgn * 0.19 * span), (x0 + 0.06 * L, cy + sgn * fw * 0.6)], wing, code)
         ex, ey = x0 + 0.52 * L, cy + sgn * 0.17 * span
-        cv2.ellipse(rgb, (int(round(ex)), int(round(ey))), (max(1, int(0.05 * L)), max(1, int(0.022 * L))),
-                    0, 0, 360, (150.0, 152.0, 156.0), -1)
-        cv2.ellipse(lab, (int(round(ex)), int(round(ey))), (max(1, int(0.05 * L)), max(1, int(0.022 * L))),
-                    0, 0, 360, code, -1)
+        raster.ellipse(rgb, (int(round(ex)), int(round(ey))), (max(1, int(0.05 * L)), max(1, int(0.022 * L))), (150.0, 152.0, 156.0))
+        raster.ellipse(lab, (int(round(ex)), int(round(ey))), (max(1, int(0.05 * L)), max(1, int(0.022 * L))), code)
     # fuselage: tapered tail, straight body, rounded nose
     _fill(rgb, lab, [(x0, cy - fw * 0.3), (x0 + 0.12 * L, cy - fw), (x0 + 0.9 * L, cy - fw),
                      (x0 + L, cy), (x0 + 0.9 * L, cy + fw), (x0 + 0.12 * L, cy + fw), (x0, cy + fw * 0.3)], body, code)
     livery = [_rgb(180, 40, 40), _rgb(40, 70, 160), _rgb(230, 150, 40), _rgb(60, 60, 64)][int(rng.integers(4))]
-    cv2.line(rgb, (int(x0), int(round(cy))), (int(x0 + 0.14 * L), int(round(cy))), [float(v) for v in livery], max(1, int(fw * 0.6)))
+    raster.line(rgb, (int(x0), int(round(cy))), (int(x0 + 0.14 * L), int(round(cy))), [float(v) for v in livery], max(1, int(fw * 0.6)))
     return rgb, lab
 
 
@@ -179,7 +178,7 @@ def _ship_sprite(rng: np.random.Generator, L: float):
             (x0 + 0.74 * L, cy + beam / 2 - inset), (x0 + inset, cy + beam / 2 - inset)]
     if kind == 0:  # small white boat with a cabin
         _fill(rgb, lab, deck, _rgb(205, 200, 190), code)
-        cv2.rectangle(rgb, (int(x0 + 0.3 * L), int(cy - beam * 0.25)), (int(x0 + 0.55 * L), int(cy + beam * 0.25)), (245.0, 245.0, 245.0), -1)
+        raster.rectangle(rgb, (int(x0 + 0.3 * L), int(cy - beam * 0.25)), (int(x0 + 0.55 * L), int(cy + beam * 0.25)), (245.0, 245.0, 245.0), -1)
     else:
         deck_col = [_rgb(120, 112, 100), _rgb(150, 60, 50), _rgb(80, 110, 80)][int(rng.integers(3))]
         _fill(rgb, lab, deck, deck_col, code)
@@ -187,10 +186,10 @@ def _ship_sprite(rng: np.random.Generator, L: float):
             bay = max(2, int(L * 0.07))
             for bx in range(int(x0 + 0.25 * L), int(x0 + 0.78 * L) - bay, bay + 1):
                 col = [(180.0, 60.0, 50.0), (60.0, 100.0, 160.0), (200.0, 170.0, 60.0), (90.0, 140.0, 90.0)][int(rng.integers(4))]
-                cv2.rectangle(rgb, (bx, int(cy - beam * 0.32)), (bx + bay - 1, int(cy + beam * 0.32)), col, -1)
+                raster.rectangle(rgb, (bx, int(cy - beam * 0.32)), (bx + bay - 1, int(cy + beam * 0.32)), col, -1)
         else:  # tanker: a pipe line along the deck
-            cv2.line(rgb, (int(x0 + 0.22 * L), int(round(cy))), (int(x0 + 0.85 * L), int(round(cy))), (210.0, 200.0, 180.0), max(1, int(beam * 0.1)))
-        cv2.rectangle(rgb, (int(x0 + 0.04 * L), int(cy - beam * 0.38)), (int(x0 + 0.2 * L), int(cy + beam * 0.38)), (240.0, 240.0, 236.0), -1)
+            raster.line(rgb, (int(x0 + 0.22 * L), int(round(cy))), (int(x0 + 0.85 * L), int(round(cy))), (210.0, 200.0, 180.0), max(1, int(beam * 0.1)))
+        raster.rectangle(rgb, (int(x0 + 0.04 * L), int(cy - beam * 0.38)), (int(x0 + 0.2 * L), int(cy + beam * 0.38)), (240.0, 240.0, 236.0), -1)
     return rgb, lab
 
 
@@ -225,7 +224,7 @@ def _runway_sprite(rng: np.random.Generator, L: float, w: float, dark: bool):
     dash, gap = w * 1.2, w * 0.9
     x = w * 2.2
     while x + dash < ww - w * 2.2:
-        cv2.rectangle(rgb, (int(x), int(round(cy - t / 2))), (int(x + dash), int(round(cy + t / 2))), paint, -1)
+        raster.rectangle(rgb, (int(x), int(round(cy - t / 2))), (int(x + dash), int(round(cy + t / 2))), paint, -1)
         x += dash + gap
     stripes = 8
     sw = max(1, int(round(w * 0.05)))
@@ -235,7 +234,7 @@ def _runway_sprite(rng: np.random.Generator, L: float, w: float, dark: bool):
             yk = 3 * t + (k + 0.5) * (hh - 6 * t) / stripes
             if abs(yk - cy) < sw * 1.5:
                 continue
-            cv2.rectangle(rgb, (int(xa), int(yk - sw / 2)), (int(xa + w * 1.4), int(yk + sw / 2)), paint, -1)
+            raster.rectangle(rgb, (int(xa), int(yk - sw / 2)), (int(xa + w * 1.4), int(yk + sw / 2)), paint, -1)
     # tyre marks in the touchdown zones
     for end in (0, 1):
         xa = int(w * 2) if end == 0 else int(ww - w * 6)
@@ -284,9 +283,9 @@ def _sports_sprite(rng: np.random.Generator, L: float):
         stripes = np.floor((xx - cx) / max(2.0, half_l / 5)).astype(int) % 2 == 0
         rgb[inner & stripes] *= 1.07
         lw = max(1, int(L / 160))
-        cv2.rectangle(rgb, (int(cx - half_l), int(cy - half_w)), (int(cx + half_l), int(cy + half_w)), white, lw)
-        cv2.line(rgb, (int(cx), int(cy - half_w)), (int(cx), int(cy + half_w)), white, lw)
-        cv2.circle(rgb, (int(cx), int(cy)), max(2, int(half_w * 0.3)), white, lw)
+        raster.rectangle(rgb, (int(cx - half_l), int(cy - half_w)), (int(cx + half_l), int(cy + half_w)), white, lw)
+        raster.line(rgb, (int(cx), int(cy - half_w)), (int(cx), int(cy + half_w)), white, lw)
+        raster.circle(rgb, (int(cx), int(cy)), max(2, int(half_w * 0.3)), white, lw)
         return rgb, lab
     W = L * 0.65
     rgb, lab = _canvas(L, W, grass)
@@ -298,12 +297,12 @@ def _sports_sprite(rng: np.random.Generator, L: float):
     m = max(2, int(L * 0.04))
     lw = max(1, int(L / 160))
     cx, cy = ww // 2, hh // 2
-    cv2.rectangle(rgb, (m, m), (ww - 1 - m, hh - 1 - m), white, lw)
-    cv2.line(rgb, (cx, m), (cx, hh - 1 - m), white, lw)
-    cv2.circle(rgb, (cx, cy), max(2, int(L * 0.087)), white, lw)
+    raster.rectangle(rgb, (m, m), (ww - 1 - m, hh - 1 - m), white, lw)
+    raster.line(rgb, (cx, m), (cx, hh - 1 - m), white, lw)
+    raster.circle(rgb, (cx, cy), max(2, int(L * 0.087)), white, lw)
     bd, bw = int(L * 0.157), int(W * 0.59 / 2)
     for x_edge, sgn in ((m, 1), (ww - 1 - m, -1)):
-        cv2.rectangle(rgb, (x_edge, cy - bw), (x_edge + sgn * bd, cy + bw), white, lw)
+        raster.rectangle(rgb, (x_edge, cy - bw), (x_edge + sgn * bd, cy + bw), white, lw)
     return rgb, lab
 
 
@@ -320,19 +319,19 @@ def _tennis_sprite(rng: np.random.Generator, Lc: float, courts: int):
     for k in range(courts):
         ox, oy = (cell_w - Lc) / 2, k * cell_h + (cell_h - Wc) / 2
         x1, y1, x2, y2 = int(ox), int(oy), int(ox + Lc), int(oy + Wc)
-        cv2.rectangle(rgb, (x1, y1), (x2, y2), [float(v) for v in surface], -1)
-        cv2.rectangle(rgb, (x1, y1), (x2, y2), white, 1)
+        raster.rectangle(rgb, (x1, y1), (x2, y2), [float(v) for v in surface], -1)
+        raster.rectangle(rgb, (x1, y1), (x2, y2), white, 1)
         inset = max(1, int(round(Wc * 0.125)))
-        cv2.line(rgb, (x1, y1 + inset), (x2, y1 + inset), white, 1)
-        cv2.line(rgb, (x1, y2 - inset), (x2, y2 - inset), white, 1)
+        raster.line(rgb, (x1, y1 + inset), (x2, y1 + inset), white, 1)
+        raster.line(rgb, (x1, y2 - inset), (x2, y2 - inset), white, 1)
         cx = (x1 + x2) // 2
         sl = int(Lc * 0.27)
-        cv2.line(rgb, (cx - sl, y1 + inset), (cx - sl, y2 - inset), white, 1)
-        cv2.line(rgb, (cx + sl, y1 + inset), (cx + sl, y2 - inset), white, 1)
-        cv2.line(rgb, (cx - sl, (y1 + y2) // 2), (cx + sl, (y1 + y2) // 2), white, 1)
-        cv2.line(rgb, (cx, y1 - 1), (cx, y2 + 1), (40.0, 40.0, 40.0), 1)
+        raster.line(rgb, (cx - sl, y1 + inset), (cx - sl, y2 - inset), white, 1)
+        raster.line(rgb, (cx + sl, y1 + inset), (cx + sl, y2 - inset), white, 1)
+        raster.line(rgb, (cx - sl, (y1 + y2) // 2), (cx + sl, (y1 + y2) // 2), white, 1)
+        raster.line(rgb, (cx, y1 - 1), (cx, y2 + 1), (40.0, 40.0, 40.0), 1)
         if k > 0:  # fence between neighbouring courts
-            cv2.line(rgb, (0, int(k * cell_h)), (rgb.shape[1] - 1, int(k * cell_h)), (70.0, 80.0, 70.0), 1)
+            raster.line(rgb, (0, int(k * cell_h)), (rgb.shape[1] - 1, int(k * cell_h)), (70.0, 80.0, 70.0), 1)
     return rgb, lab
 
 
@@ -349,16 +348,16 @@ def _parking_sprite(rng: np.random.Generator, w: float, h: float, bay: float):
     y = aisle * 0.6
     while y + depth <= hh - aisle * 0.3:
         x = width * 0.5
-        cv2.line(rgb, (int(x), int(y)), (int(ww - width * 0.5), int(y)), (220.0, 220.0, 214.0), 1)
+        raster.line(rgb, (int(x), int(y)), (int(ww - width * 0.5), int(y)), (220.0, 220.0, 214.0), 1)
         while x + width <= ww - width * 0.5:
-            cv2.line(rgb, (int(x), int(y)), (int(x), int(y + depth)), (220.0, 220.0, 214.0), 1)
+            raster.line(rgb, (int(x), int(y)), (int(x), int(y + depth)), (220.0, 220.0, 214.0), 1)
             if rng.random() < fill:
                 cl = cars[int(rng.integers(len(cars)))]
                 cx1, cx2 = int(x + width * 0.2), int(x + width * 0.8)
                 cy1, cy2 = int(y + depth * 0.12), int(y + depth * 0.88)
-                cv2.rectangle(rgb, (cx1, cy1), (cx2, cy2), cl, -1)
+                raster.rectangle(rgb, (cx1, cy1), (cx2, cy2), cl, -1)
                 wy = cy1 + (cy2 - cy1) // 3
-                cv2.line(rgb, (cx1, wy), (cx2, wy), (30.0, 34.0, 40.0), 1)
+                raster.line(rgb, (cx1, wy), (cx2, wy), (30.0, 34.0, 40.0), 1)
             x += width
         y += depth + (aisle if int(y / (depth + 1)) % 2 else 0.0)
     return rgb, lab
@@ -387,7 +386,7 @@ def _greenhouse_sprite(rng: np.random.Generator, length: float, width: float):
     rgb, lab = _canvas(length, width, _rgb(212, 220, 222) * rng.uniform(0.92, 1.04))
     lab[:] = LABEL_IDS["greenhouse"]
     hh, ww = lab.shape
-    arch = 1 + 0.1 * np.cos(np.linspace(-np.pi / 2, np.pi / 2, hh) + rng.uniform(-0.5, 0.5))
+    arch = 1 + 0.1 * raster.cos(np.linspace(-np.pi / 2, np.pi / 2, hh) + rng.uniform(-0.5, 0.5))
     rgb *= arch[:, None, None].astype(np.float32)
     rgb[:, ::max(3, int(width / 3))] *= 0.88
     rgb[[0, -1]] *= 0.85
@@ -402,17 +401,17 @@ def _pool_sprite(rng: np.random.Generator, w: float, h: float):
     code = LABEL_IDS["swimming_pool"]
     coping = (222.0, 218.0, 204.0)
     if rng.random() < 0.25:
-        cv2.ellipse(rgb, (ww // 2, hh // 2), (ww // 2, hh // 2), 0, 0, 360, coping, -1)
-        cv2.ellipse(lab, (ww // 2, hh // 2), (ww // 2, hh // 2), 0, 0, 360, code, -1)
+        raster.ellipse(rgb, (ww // 2, hh // 2), (ww // 2, hh // 2), coping)
+        raster.ellipse(lab, (ww // 2, hh // 2), (ww // 2, hh // 2), code)
     else:
         rgb[:] = coping
         lab[:] = code
     c = max(1, int(round(min(ww, hh) * 0.12)))
     water = np.zeros((hh, ww), np.uint8)
     if lab[0, 0] == 0:  # oval pool (its corners are transparent)
-        cv2.ellipse(water, (ww // 2, hh // 2), (max(1, ww // 2 - c), max(1, hh // 2 - c)), 0, 0, 360, 1, -1)
+        raster.ellipse(water, (ww // 2, hh // 2), (max(1, ww // 2 - c), max(1, hh // 2 - c)), 1)
     else:
-        cv2.rectangle(water, (c, c), (ww - 1 - c, hh - 1 - c), 1, -1)
+        raster.rectangle(water, (c, c), (ww - 1 - c, hh - 1 - c), 1, -1)
     t = np.linspace(0, 1, ww, dtype=np.float32)[None, :, None]
     shallow, deep = _rgb(96, 204, 226), _rgb(44, 148, 204)
     grad = shallow * (1 - t) + deep * t

@@ -24,6 +24,10 @@ EMBEDDED_SEED = 0
 #: val holds 200 images so that its 10 empty-target ones (1 in EMPTY_EVERY = 5 %, close to
 #: EarthReason's share) make N-Acc mean something
 EMBEDDED_SIZES: Mapping[str, int] = {"train": 120, "val": 200, "test": 40}
+#: :func:`data_digest` of each embedded split as this generator writes it with numpy 2.4.6
+#: and Pillow 13.0.0: the data the README's table was measured on (docs/synthetic.md)
+EMBEDDED_DIGESTS: Mapping[str, str] = {
+    "train": "c37b7dbce9494291", "val": "2f757f5b515bb1a6", "test": "688e05398c2eaa2b"}
 JPEG_QUALITY = 90
 MANIFEST = "synthetic.json"
 
@@ -37,6 +41,32 @@ def _write_sample(base: Path, s: SyntheticSample) -> None:
                                                         optimize=False, compress_level=6)
     (base / "QAs" / f"{s.image_id}.json").write_text(json.dumps(s.qa, indent=1, ensure_ascii=False) + "\n",
                                                      encoding="utf-8")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries the written files depend on: numpy (the drawing) and
+    Pillow (JPEG and PNG encoding). The manifest records them; a cache written with other
+    versions is regenerated."""
+    import PIL
+
+    return {"numpy": np.__version__, "pillow": PIL.__version__}
+
+
+def data_digest(root: str | Path, split: str) -> str:
+    """First 16 hex digits of the sha256 of a split as a run sees it: every image decoded
+    by Pillow (RGB) and every mask (nonzero = target), with its id and shape, in id order.
+    Two machines with the same digest score the same pixels."""
+    digest = hashlib.sha256()
+    base = Path(root) / split
+    for image in sorted((base / "images").glob("*.jpg")):
+        with Image.open(image) as im:
+            pixels = np.asarray(im.convert("RGB"))
+        with Image.open(base / "labels" / f"{image.stem}.png") as im:
+            mask = np.asarray(im) > 0
+        digest.update(f"{image.stem}:{pixels.shape}:{mask.shape}\0".encode())
+        digest.update(pixels.tobytes())
+        digest.update(mask.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _write_dataset(root: Path, sizes: Mapping[str, int], seed: int, progress: bool | None = None) -> None:
@@ -54,6 +84,7 @@ def _write_dataset(root: Path, sizes: Mapping[str, int], seed: int, progress: bo
         "generator": "think2seg-synthetic",
         "version": GENERATOR_VERSION,
         "source_sha256": source_fingerprint(),
+        "libraries": library_versions(),
         "seed": seed,
         "splits": dict(sizes),
         "categories": list(CATEGORY_NAMES),
@@ -161,13 +192,15 @@ def cache_dir() -> Path:
 
 def source_fingerprint() -> str:
     """SHA-256 (first 16 hex digits) of the generator's source: every module of this
-    package, by name in sorted order. The cache folder is named after
+    package, by name in sorted order, then the rasteriser it draws with
+    (:mod:`t2s_env.raster`). The cache folder is named after
     :data:`GENERATOR_VERSION`; the fingerprint in its manifest also catches an edit made
     without bumping the version (a cache written by a development copy)."""
     global _FINGERPRINT
     if _FINGERPRINT is None:
         digest = hashlib.sha256()
-        for module in sorted(Path(__file__).parent.glob("*.py")):
+        here = Path(__file__).parent
+        for module in [*sorted(here.glob("*.py")), here.parent.parent / "raster.py"]:
             digest.update(module.name.encode() + b"\0" + module.read_bytes())
         _FINGERPRINT = digest.hexdigest()[:16]
     return _FINGERPRINT
@@ -178,13 +211,14 @@ _FINGERPRINT: str | None = None
 
 def _is_complete(root: Path, sizes: Mapping[str, int], seed: int) -> bool:
     """A cached set is complete and current when its manifest (written last, before the
-    atomic rename) matches what this generator would write."""
+    atomic rename) matches what this generator, with these library versions, would write."""
     try:
         m = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return isinstance(m, dict) and m.get("version") == GENERATOR_VERSION and m.get("seed") == seed \
-        and m.get("splits") == dict(sizes) and m.get("source_sha256") == source_fingerprint()
+        and m.get("splits") == dict(sizes) and m.get("source_sha256") == source_fingerprint() \
+        and m.get("libraries") == library_versions()
 
 
 def ensure_dataset(root: str | Path, sizes: Mapping[str, int], seed: int) -> Path:
@@ -197,7 +231,7 @@ def ensure_dataset(root: str | Path, sizes: Mapping[str, int], seed: int) -> Pat
     if _is_complete(root, sizes, seed):
         return root
     sys.stderr.write(f"t2s: generating the synthetic dataset in {root} (one-time, about "
-                     f"{max(1, sum(sizes.values()) // 20)} s)\n")
+                     f"{max(1, sum(sizes.values()) // 4)} s)\n")
     fix = "set T2S_CACHE_DIR to a writable folder"
     tmp = _build_in_temp(root.parent, root.name, sizes, seed, fix)
     try:

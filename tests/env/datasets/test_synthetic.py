@@ -7,6 +7,7 @@ built once and reused by the tests that need a larger sample.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -91,6 +92,30 @@ def test_same_seed_gives_byte_identical_files(small_root, tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         assert a[name] == b[name], f"{name} differs between two runs with the same seed"
+
+
+#: sha256 of val 0, val 3, train 5 and test 1 of seed 0 (id, shape, pixels, mask): the
+#: generator's drawing pinned. A change here changes the embedded data and the README's
+#: table: bump GENERATOR_VERSION, update this digest and the reference in writer.py.
+PINNED_RENDER_SHA256 = "da889b54a7fd2066ca43d595b0720a5485fef03a2b32789799ae0caaae12e151"
+
+
+def test_rendered_pixels_and_masks_match_the_pinned_digest():
+    digest = hashlib.sha256()
+    for split, i in (("val", 0), ("val", 3), ("train", 5), ("test", 1)):
+        s = synthetic.render_sample(0, split, i)
+        digest.update(f"{s.image_id}:{s.image.shape}".encode())
+        digest.update(s.image.tobytes())
+        digest.update(s.mask.tobytes())
+    assert digest.hexdigest() == PINNED_RENDER_SHA256
+
+
+def test_the_generator_draws_without_opencv():
+    """OpenCV's drawing and resampling differ between its releases and CPUs."""
+    package = Path(synthetic.__file__).parent
+    for module in sorted(package.glob("*.py")):
+        text = module.read_text(encoding="utf-8")
+        assert "import cv2" not in text and "cv2." not in text, module.name
 
 
 def test_an_image_does_not_depend_on_n(small_root, tmp_path):
@@ -394,6 +419,35 @@ def test_unwritable_cache_dir_names_the_fix(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="T2S_CACHE_DIR") as info:
         embedded_root()
     assert "\n" not in str(info.value)
+
+
+def test_a_cache_written_with_other_library_versions_is_regenerated(tmp_path):
+    root = ensure_dataset(tmp_path / "c", {"val": 2}, SEED)
+    manifest = json.loads((root / "synthetic.json").read_text())
+    assert manifest["libraries"] == synthetic.writer.library_versions()
+    manifest["libraries"]["pillow"] = "12.3.0"  # as if written before a Pillow upgrade
+    (root / "synthetic.json").write_text(json.dumps(manifest))
+    ensure_dataset(root, {"val": 2}, SEED)
+    assert json.loads((root / "synthetic.json").read_text())["libraries"] == synthetic.writer.library_versions()
+
+
+def test_data_digest_covers_pixels_and_masks(small_root, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(small_root, copy)
+    digest = synthetic.data_digest(small_root, "val")
+    assert len(digest) == 16 and synthetic.data_digest(copy, "val") == digest
+    label = sorted((copy / "val" / "labels").glob("*.png"))[0]
+    mask = np.asarray(Image.open(label)).copy()
+    mask[0, 0] = 255 - mask[0, 0]
+    Image.fromarray(mask).save(label)
+    assert synthetic.data_digest(copy, "val") != digest
+
+
+def test_the_embedded_splits_match_their_reference_digests(embedded):
+    for split in EMBEDDED_SIZES:
+        assert synthetic.data_digest(embedded, split) == synthetic.EMBEDDED_DIGESTS[split], split
 
 
 def test_a_cache_from_another_generator_build_is_regenerated(tmp_path):
