@@ -32,6 +32,7 @@ import time
 from typing import Any, Sequence
 
 from t2s_env import ConfigError
+from t2s_env.refine import check_refine_options
 from t2s_env.protocol import PROTOCOLS, protocol_fields
 
 import think2seg.agents as agent_registry
@@ -74,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                    + " (e.g. empty_rule=skip, comparator='>'); see docs/benchmark.md")
     p.add_argument("--prompt-variant", metavar="NAME",
                    help="what the agents answer: bbox+2pos (default), bbox, 2pos, bbox+4pos, bbox+2pos+2neg")
+    p.add_argument("--max-turns", type=int, default=1, metavar="K",
+                   help="look-and-refine episodes of up to K turns (default 1: one-shot; docs/refine.md)")
+    p.add_argument("--refine-mode", default="replace", metavar="MODE",
+                   help="with --max-turns K > 1: replace (each answer is the full prompt set, default) or add")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N samples")
     p.add_argument("--seed", type=int, help="seed of the question choice (protocols with question=random; default 0)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
@@ -126,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_refine_options(args.max_turns, args.refine_mode)
     if args.tb_samples < 0:
         raise ConfigError(f"--tb-samples must be 0 or more, got {args.tb_samples}")
     if not str(args.out).strip():
@@ -143,6 +149,9 @@ def bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Plan, then execute every job, then print where the runs are and the leaderboard."""
     store = ResultsStore(args.out)
     if sharding.wanted(args, store):  # accelerate launch / torchrun, or resuming a sharded run
+        if args.max_turns > 1:
+            raise ConfigError(f"--max-turns {args.max_turns} runs in one process only; run it without "
+                              "accelerate launch / torchrun")
         return sharding.run(args, store, argv)
     if args.resume:
         ignored = [f"--{k.replace('_', '-')}" for k in ("dataset", "root", "agents", "agent_config", "segmenter",

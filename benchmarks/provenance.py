@@ -169,6 +169,8 @@ def run_identity(config: Mapping[str, Any]) -> str:
         "seed": config.get("seed"),
         "n": config.get("n_samples"),
     }
+    if config.get("refine"):  # absent from one-shot runs: their identity is unchanged
+        key["refine"] = config["refine"]
     return digest_of(key)[:16]
 
 
