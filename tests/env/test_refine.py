@@ -331,3 +331,20 @@ def test_make_vec_episodes_of_different_lengths_score_every_action():
         assert [int(t) for t in obs["turn"]] == [0 if ended[i] else turns[i] for i in range(2)]
     assert scored == [[1, 1], [2, 2], [1, 3], [2, 1]]
     venv.close()
+
+
+def test_image_encoded_once_per_k3_episode():
+    env = refine_env(max_turns=3)
+    seg = env.scorer.segmenter
+    calls = []
+    original = seg.encode_batch
+
+    def counting(images):
+        calls.append(len(images))
+        return original(images)
+
+    seg.encode_batch = counting
+    env.reset(options={"index": 1})
+    for c in (box_completion((0, 0, 20, 20)), box_completion((5, 5, 30, 30)), box_completion((5, 5, 40, 40))):
+        env.step(c)
+    assert calls == [1]
