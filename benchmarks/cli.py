@@ -145,6 +145,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signal.SIGTERM
 
 
+def refine_line(refine: dict[str, Any]) -> str:
+    """One line of a refine run's metrics: gIoU by turn, NoC, turns used."""
+    def pct(v: Any) -> str:
+        return "-" if v is None else f"{100 * v:.2f}"
+
+    by_turn = " → ".join(pct(t.get("gIoU")) for t in refine.get("per_turn") or [])
+    def num(k: str) -> str:
+        return "-" if refine.get(k) is None else f"{refine[k]:.2f}"
+    return (f"gIoU by turn {by_turn}; NoC@85 {num('NoC@85')}, NoC@90 {num('NoC@90')} (K={refine.get('max_turns')} "
+            f"when never reached); mean turns {num('mean_turns')}; final below best {pct(refine.get('final_below_best'))} %")
+
+
 def bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Plan, then execute every job, then print where the runs are and the leaderboard."""
     store = ResultsStore(args.out)
@@ -173,6 +185,8 @@ def bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for job in jobs:
         for run in job.runs:
             print(f"{run.label} on {job.dataset}: {run.rundir.path}")
+            if job.max_turns > 1:
+                print("  " + refine_line(run.rundir.read_metrics().get("refine") or {}))
     print(f"{sum(len(j.runs) for j in jobs)} run(s) in {elapsed:.1f} s; leaderboard: {store.db_path}")
     if not args.no_leaderboard:
         print()

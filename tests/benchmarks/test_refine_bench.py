@@ -132,3 +132,10 @@ def test_bad_refine_options(root, tmp_path, flags, message):
     with pytest.raises(ConfigError, match=message):
         bench_cli.main(["--dataset", "earthreason:val", "--root", str(root), "--out", str(tmp_path), *QUIET, *flags])
     assert not (tmp_path / "runs").exists()
+
+
+def test_bench_prints_the_refine_line(root, tmp_path, capsys):
+    bench(root, tmp_path, "--max-turns", "3")
+    out = capsys.readouterr().out
+    assert ("gIoU by turn 66.67 → 66.67 → 66.67; NoC@85 2.00, NoC@90 2.00 (K=3 when never reached); "
+            "mean turns 2.67; final below best 33.33 %") in out
