@@ -32,6 +32,7 @@ import time
 from typing import Any, Sequence
 
 from t2s_env import ConfigError
+from t2s_env.refine import check_refine_options
 from t2s_env.protocol import PROTOCOLS, protocol_fields
 
 import think2seg.agents as agent_registry
@@ -74,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                    + " (e.g. empty_rule=skip, comparator='>'); see docs/benchmark.md")
     p.add_argument("--prompt-variant", metavar="NAME",
                    help="what the agents answer: bbox+2pos (default), bbox, 2pos, bbox+4pos, bbox+2pos+2neg")
+    p.add_argument("--max-turns", type=int, default=1, metavar="K",
+                   help="look-and-refine episodes of up to K turns (default 1: one-shot; docs/refine.md)")
+    p.add_argument("--refine-mode", default="replace", metavar="MODE",
+                   help="with --max-turns K > 1: replace (each answer is the full prompt set, default) or add")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N samples")
     p.add_argument("--seed", type=int, help="seed of the question choice (protocols with question=random; default 0)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
@@ -126,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_refine_options(args.max_turns, args.refine_mode)
     if args.tb_samples < 0:
         raise ConfigError(f"--tb-samples must be 0 or more, got {args.tb_samples}")
     if not str(args.out).strip():
@@ -139,10 +145,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signal.SIGTERM
 
 
+def refine_line(refine: dict[str, Any]) -> str:
+    """One line of a refine run's metrics: gIoU by turn, NoC, turns used."""
+    def pct(v: Any) -> str:
+        return "-" if v is None else f"{100 * v:.2f}"
+
+    by_turn = " → ".join(pct(t.get("gIoU")) for t in refine.get("per_turn") or [])
+    def num(k: str) -> str:
+        return "-" if refine.get(k) is None else f"{refine[k]:.2f}"
+    return (f"gIoU by turn {by_turn}; NoC@85 {num('NoC@85')}, NoC@90 {num('NoC@90')} (K={refine.get('max_turns')} "
+            f"when never reached); mean turns {num('mean_turns')}; final below best {pct(refine.get('final_below_best'))} %")
+
+
 def bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Plan, then execute every job, then print where the runs are and the leaderboard."""
     store = ResultsStore(args.out)
     if sharding.wanted(args, store):  # accelerate launch / torchrun, or resuming a sharded run
+        if args.max_turns > 1:
+            raise ConfigError(f"--max-turns {args.max_turns} runs in one process only; run it without "
+                              "accelerate launch / torchrun")
         return sharding.run(args, store, argv)
     if args.resume:
         ignored = [f"--{k.replace('_', '-')}" for k in ("dataset", "root", "agents", "agent_config", "segmenter",
@@ -164,6 +185,8 @@ def bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for job in jobs:
         for run in job.runs:
             print(f"{run.label} on {job.dataset}: {run.rundir.path}")
+            if job.max_turns > 1:
+                print("  " + refine_line(run.rundir.read_metrics().get("refine") or {}))
     print(f"{sum(len(j.runs) for j in jobs)} run(s) in {elapsed:.1f} s; leaderboard: {store.db_path}")
     if not args.no_leaderboard:
         print()

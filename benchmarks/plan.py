@@ -171,6 +171,8 @@ def run_config(
     argv: Sequence[str],
     data_fingerprint: Mapping[str, Any] | None = None,
     n_available: int | None = None,
+    max_turns: int = 1,
+    refine_mode: str = "replace",
 ) -> dict[str, Any]:
     """Everything run.yaml records; ``--resume`` rebuilds the run from it. A run of fewer
     samples than its split holds (``--limit``) is partial."""
@@ -203,6 +205,8 @@ def run_config(
         "git": git_state(),
         "command": ["t2s", "bench", *argv],
     }
+    if max_turns > 1:  # a one-shot run keeps today's run.yaml and identity byte for byte
+        config["refine"] = {"max_turns": int(max_turns), "mode": refine_mode}
     config["identity"] = run_identity(config)
     return config
 
@@ -294,13 +298,17 @@ def plan_new(args: argparse.Namespace, store: ResultsStore, argv: Sequence[str])
             run_id = new_run_id(agent.label, d)
             config = run_config(run_id, agent, recipe, d, root, len(samples[d]), args.limit, seed,
                                 seg_specs[d], seg_options, seg, protocol, variant, argv,
-                                data_fingerprint=fingerprints[d], n_available=loaded[d][1])
+                                data_fingerprint=fingerprints[d], n_available=loaded[d][1],
+                                max_turns=getattr(args, "max_turns", 1),
+                                refine_mode=getattr(args, "refine_mode", "replace"))
             # The folder is created when the job starts (execute), so that an interruption
             # leaves no empty run folders for datasets not reached yet.
             rundir = RunDir(store.run_dir(run_id))
             runs.append(Run(run_id, agent, rundir, config))
         jobs.append(Job(d, root, seg_specs[d], seg, protocol, variant, samples[d], runs,
-                        args.batch_size, args.tb_samples, not args.no_tensorboard))
+                        args.batch_size, args.tb_samples, not args.no_tensorboard,
+                        max_turns=getattr(args, "max_turns", 1),
+                        refine_mode=getattr(args, "refine_mode", "replace")))
     return jobs
 
 
@@ -358,8 +366,10 @@ def _plan_resume_run(args: argparse.Namespace, store: ResultsStore, run_id: str)
     segmenter = build_segmenter(seg_spec, config["segmenter"].get("options") or {})
     agent = rebuild_agent(recipe)
     run = Run(run_id, agent, rundir, config)
+    refine = config.get("refine") or {}
     return Job(dataset, root, seg_spec, segmenter, protocol, variant, samples, [run],
-               args.batch_size, args.tb_samples, not args.no_tensorboard)
+               args.batch_size, args.tb_samples, not args.no_tensorboard,
+               max_turns=int(refine.get("max_turns", 1)), refine_mode=refine.get("mode", "replace"))
 
 
 def release_locks(jobs: Sequence[Job]) -> None:

@@ -189,6 +189,8 @@ def run_identity(config: Mapping[str, Any]) -> str:
         "n": config.get("n_samples"),
         "libraries": config.get("libraries"),
     }
+    if config.get("refine"):  # absent from one-shot runs: their identity is unchanged
+        key["refine"] = config["refine"]
     return digest_of(key)[:16]
 
 

@@ -82,6 +82,9 @@ class Job:
     batch_size: int
     tb_samples: int
     tensorboard: bool
+    #: look-and-refine episodes (docs/refine.md): turns per episode, and how answers combine
+    max_turns: int = 1
+    refine_mode: str = "replace"
 
 
 def make_scorers(job: Job) -> tuple[Scorer, Scorer]:
@@ -175,6 +178,11 @@ def process_batch(job: Job, indices: list[int], scorers: tuple[Scorer, Scorer], 
     """Act, score and record one batch of samples for every run that still needs them."""
     batch = open_batch(job, indices)
     if batch is None:
+        return
+    if job.max_turns > 1:
+        from .refine_runner import process_refine_batch
+
+        process_refine_batch(job, batch, scorers, progress)
         return
     answers = act_stage(job, batch, progress)
     render = any(i < job.tb_samples for i in batch.indices) and job.tensorboard
@@ -352,9 +360,14 @@ def finalize(job: Job, run: Run, store: ResultsStore, render_scorer: Scorer) -> 
     metrics["protocol"] = job.protocol.to_dict()
     metrics["partial"] = bool(run.config.get("partial"))
     metrics.update(run_id=run.run_id, agent=run.label, dataset=job.dataset, segmenter=segmenter_label(job))
+    if job.max_turns > 1:
+        from .refine_runner import refine_metrics
+
+        metrics["refine"] = refine_metrics(records, job.protocol, job.max_turns, job.refine_mode)
     run.rundir.write_metrics(metrics)
     if job.tensorboard:
-        fill_missing_tiles(job, run, render_scorer)
+        if job.max_turns == 1:  # a refine run's tiles come from its turns, not a one-shot re-score
+            fill_missing_tiles(job, run, render_scorer)
         summary = f"agent `{run.label}` on `{job.dataset}`, segmenter `{segmenter_label(job)}`, protocol `{job.protocol.name}`"
         tiles = [run.tiles[i] for i in sorted(run.tiles)]
         tensorboard_log.write_run(store.tb_dir / run.run_id, metrics, tiles, summary)

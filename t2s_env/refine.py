@@ -69,7 +69,8 @@ def merge_prompts(current: tuple[GeometricPrompt, ...], new: tuple[GeometricProm
 @dataclass
 class TurnResult:
     """One turn: its reward (R_t − R_{t−1}, costs included), the episode's end flags, the
-    step info, the mask in force (H, W) bool and the ScoreResult of the answer in force."""
+    step info, the mask in force (H, W) bool and the ScoreResult of the answer in force
+    (``parsed_ok``: some answer is in force; ``info["turn_parsed_ok"]``: this turn's parsed)."""
 
     reward: float
     terminated: bool
@@ -164,7 +165,7 @@ class RefineSession:
                                   think_ok)
         return ScoreResult(
             iou=comps["iou"], intersection=self._inter, union=self._union, json_ok=json_ok, think_ok=think_ok,
-            parsed_ok=answer.ok, answer_empty=in_force_empty, gt_empty=gt_empty,
+            parsed_ok=self.in_force_ok, answer_empty=in_force_empty, gt_empty=gt_empty,
             pred_empty=self._union - gt_area + self._inter == 0,
             prompts=[p.to_dict() for p in self.prompts_in_force],
             reward=total_reward(comps, self.scorer.weights), reward_components=comps, error=answer.error,
@@ -181,6 +182,7 @@ class RefineSession:
         self.answers.append(text if isinstance(text, str) else "")
         stopped = turn >= 2 and is_stop_answer(text)
         terminated = False
+        turn_parsed_ok = False
         if stopped:
             score = self.last_score
             assert score is not None
@@ -189,6 +191,7 @@ class RefineSession:
         else:
             answer, json_ok = self._parse(text, turn)
             think_ok = answer.think_ok
+            turn_parsed_ok = answer.ok
             changed = True
             if turn == 1:
                 self.prompts_in_force, self.in_force_ok = answer.prompts, answer.ok
@@ -222,7 +225,7 @@ class RefineSession:
         info.update(
             turn=turn, max_turns=self.max_turns, refine_mode=self.mode, stopped=stopped,
             iou_per_turn=list(self.iou_per_turn), turn_reward_components=components, delta_reward=reward,
-            best_iou=max(self.iou_per_turn), overshoot_penalty=penalty,
+            best_iou=max(self.iou_per_turn), overshoot_penalty=penalty, turn_parsed_ok=turn_parsed_ok,
         )
         return TurnResult(reward, terminated, truncated, info, self.mask.copy(), score, stopped)
 

@@ -331,3 +331,39 @@ def test_make_vec_episodes_of_different_lengths_score_every_action():
         assert [int(t) for t in obs["turn"]] == [0 if ended[i] else turns[i] for i in range(2)]
     assert scored == [[1, 1], [2, 2], [1, 3], [2, 1]]
     venv.close()
+
+
+def test_image_encoded_once_per_k3_episode():
+    env = refine_env(max_turns=3)
+    seg = env.scorer.segmenter
+    calls = []
+    original = seg.encode_batch
+
+    def counting(images):
+        calls.append(len(images))
+        return original(images)
+
+    seg.encode_batch = counting
+    env.reset(options={"index": 1})
+    for c in (box_completion((0, 0, 20, 20)), box_completion((5, 5, 30, 30)), box_completion((5, 5, 40, 40))):
+        env.step(c)
+    assert calls == [1]
+
+
+def test_nothing_an_agent_writes_crashes_a_turn():
+    rng = np.random.default_rng(7)
+    s = Scorer("box", parser_mode="lenient")
+    img = np.zeros((SIZE, SIZE, 3), np.uint8)
+    good = box_completion((10, 12, 40, 30))
+    weird = [None, b"\xff\xfe", 3.5, {"bbox_2d": [1, 2]}, [{"bbox_2d": [0, 0, 5, 5]}], [{"role": "assistant", "content": 5}],
+             '<answer>```json[{"bbox_2d": [1e309, 0, 5, 5], "positive_points": [[1, 2]]}]```</answer>',
+             '<answer>```json[{"positive_points": [[1, 2], [3]]}]```</answer>', '<answer>```json[{"positive_points": null}]```</answer>',
+             '<answer>```json[{"bbox_2d": [1, 2, 3, 4], "negative_points": "x"}]```</answer>', "<answer>stop", "[" * 5000,
+             '<answer>```json[{"bbox_2d": [-50, -50, 500, 500], "positive_points": []}]```</answer>']
+    for mode in ("replace", "add"):
+        for _ in range(60):
+            session = RefineSession(s, img, rect_gt(), max_turns=4, mode=mode)
+            session.step(good)
+            while not session.done:
+                t = session.step(weird[int(rng.integers(len(weird)))])
+                assert np.isfinite(t.reward) and 0.0 <= t.info["iou"] <= 1.0
