@@ -7,7 +7,7 @@
     t2s bench --out results --resume A B,C      # finish several, one after the other
 
 The command reads top-down: the options are parsed here, :mod:`.plan` checks them and
-builds the jobs (one per dataset, a run per agent), :mod:`.runner` executes each job batch
+builds the jobs (one per dataset, a run per agent), :mod:`.jobs` executes each job batch
 by batch (act, score, record) and finalises its runs into the results store, and
 :mod:`.sharding` does the same across the processes of a distributed launch. Nothing is
 written before the plan stands: a refused command leaves no results folder behind.
@@ -38,6 +38,7 @@ from t2s_env.protocol import PROTOCOLS, protocol_fields
 import think2seg.agents as agent_registry
 
 from . import plan, runner, sharding
+from .jobs import execute
 from .leaderboard import render_leaderboard
 from .results_store import ResultsStore
 
@@ -178,7 +179,7 @@ def bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     try:
         store.prepare()  # the plan stands: the results folder and its database are made now
         for job in jobs:
-            runner.execute(job, store, show_progress=not args.no_progress)
+            execute(job, store, show_progress=not args.no_progress)
     finally:
         plan.release_locks(jobs)
     elapsed = time.perf_counter() - started

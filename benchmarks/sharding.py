@@ -5,7 +5,7 @@
 
 (``--multi_gpu`` is accelerate's name for its torchrun-based launcher; on a CPU-only host it
 starts CPU processes all the same.) When ``WORLD_SIZE`` > 1, the CLI hands the command to
-:func:`run`, which plans with :mod:`.plan` and executes with :mod:`.runner`'s stages:
+:func:`run`, which plans with :mod:`.plan` and executes with :mod:`.jobs` and :mod:`.runner`'s stages:
 
 1. Rank 0 plans the runs (new runs, or ``--resume RUN_ID...``), creates their folders and
    holds their locks for the whole run; the run ids reach the other ranks through a gloo
@@ -37,6 +37,7 @@ from typing import Any, Sequence
 from t2s_env.errors import T2SError
 
 from . import plan, runner
+from .jobs import finalize, process_batch, stop_runs
 from .rundir import RunDir, write_atomic
 
 SHARD_GLOB = "samples.shard-*.jsonl"
@@ -171,7 +172,7 @@ def _run_job(job: Any, store: Any, rank: int, size: int, group: _Group, show_pro
     try:
         try:
             for start in range(0, len(mine), job.batch_size):
-                runner.process_batch(job, mine[start : start + job.batch_size], scorers, progress)
+                process_batch(job, mine[start : start + job.batch_size], scorers, progress)
         except (T2SError, OSError) as exc:
             error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         finally:
@@ -181,7 +182,7 @@ def _run_job(job: Any, store: Any, rank: int, size: int, group: _Group, show_pro
         results = group.gather_ok(not error, error)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM reaches every rank; rank 0 marks the runs
         if rank == 0:
-            runner.stop_runs(job, job.runs, store, exc)
+            stop_runs(job, job.runs, store, exc)
         raise
     failed = [(r, msg) for r, (ok, msg) in enumerate(results) if not ok]
     if failed:
@@ -191,7 +192,7 @@ def _run_job(job: Any, store: Any, rank: int, size: int, group: _Group, show_pro
     if rank == 0:
         for run in job.runs:
             _merge(job, run)
-            runner.finalize(job, run, store, scorers[1])
+            finalize(job, run, store, scorers[1])
 
 
 def _merge(job: Any, run: Any) -> None:
