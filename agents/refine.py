@@ -27,6 +27,9 @@ import cv2
 import numpy as np
 
 from t2s_env import ConfigError, GeometricPrompt, format_completion, parse_completion
+from t2s_env.instructions import is_stop_answer
+from t2s_env.prompt import anchor
+from t2s_env.refine import merge_prompts
 
 from .base import Agent
 
@@ -91,17 +94,6 @@ def _centre(p: GeometricPrompt) -> tuple[float, float]:
     return (p.positive_points or p.negative_points)[0]
 
 
-def _anchor(p: GeometricPrompt) -> tuple:
-    """The instance identity the env uses between turns (``t2s_env.prompt.anchor``'s rule)."""
-    if p.box is not None:
-        return ("box", *p.box)
-    if p.positive_points:
-        return ("pos", *p.positive_points[0])
-    if p.negative_points:
-        return ("neg", *p.negative_points[0])
-    return ()
-
-
 def add_click(instances: Sequence[GeometricPrompt], click: Click) -> tuple[list[GeometricPrompt], int]:
     """The instances with ``click`` joined to one of them (or a new point-only instance),
     and that instance's index."""
@@ -135,11 +127,6 @@ def _own_prompts(text: str) -> list[GeometricPrompt] | None:
         return [GeometricPrompt.from_dict(d) for d in items]
     except (ValueError, TypeError, AttributeError, KeyError):
         return None
-
-
-def _is_stop(text: str) -> bool:
-    m = _ANSWER.search(text or "")
-    return bool(m) and m.group(1).strip().strip("`'\"").strip().lower() == "stop"
 
 
 class OracleClickerAgent(Agent):
@@ -182,7 +169,7 @@ class OracleClickerAgent(Agent):
         instances, i = add_click(instances, click)
         if info.get("refine_mode", "replace") == "add":
             p = instances[i]
-            a = _anchor(p)
+            a = anchor(p)
             kind, point = click
             if a and a[0] == "box":
                 one = GeometricPrompt(p.box, (point,) if kind == "positive" else (), (point,) if kind == "negative" else ())
@@ -198,25 +185,16 @@ class OracleClickerAgent(Agent):
         """The instances in force after ``answers``: merged by anchor (an instance with a
         known anchor adds its new points to it; others are appended), stops skipped."""
         h, w = np.asarray(observation["image"]).shape[:2]
-        out: list[GeometricPrompt] = []
+        out: tuple[GeometricPrompt, ...] = ()
         for t, text in enumerate(answers):
-            if _is_stop(text):
+            if is_stop_answer(text):
                 continue
             prompts = _own_prompts(text) if t else None
             if prompts is None:
                 parsed = parse_completion(text, self.prompt_variant, mode="lenient", image_size=(w, h))
                 prompts = list(parsed.prompts)
-            for p in prompts:
-                a = _anchor(p)
-                j = next((k for k, q in enumerate(out) if _anchor(q) == a), None)
-                if j is None:
-                    out.append(p)
-                else:
-                    q = out[j]
-                    pos = q.positive_points + tuple(v for v in p.positive_points if v not in q.positive_points)
-                    neg = q.negative_points + tuple(v for v in p.negative_points if v not in q.negative_points)
-                    out[j] = GeometricPrompt(q.box, pos, neg)
-        return out
+            out = merge_prompts(out, tuple(prompts))
+        return list(out)
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "start": self.start_spec if isinstance(self.start_spec, str) else self.start.config(),
