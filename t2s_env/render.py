@@ -52,22 +52,13 @@ def draw_overlay(
     if gt_mask is not None and gt_mask.any():
         contours, _ = cv2.findContours(gt_mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, GT_RGB, thick)
-    r = max(3, 2 * thick)
-    for p in prompts:
-        box = p.get("bbox_2d")
-        if box is not None:
-            x1, y1, x2, y2 = (int(round(v)) for v in box)
-            cv2.rectangle(out, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), BOX_RGB, thick)
-        for x, y in p.get("positive_points") or ():
-            cv2.circle(out, (int(round(x)), int(round(y))), r, POS_RGB, thick)
-        for x, y in p.get("negative_points") or ():
-            cv2.drawMarker(out, (int(round(x)), int(round(y))), NEG_RGB, cv2.MARKER_TILTED_CROSS, 3 * r, thick)
+    draw_prompts(out, prompts, thick, POS_RGB)
     if pred is not None:
         # last, so that no prompt hides the prediction: its outline, and for a mask smaller
         # than a point marker its pixels in full colour
         contours, _ = cv2.findContours(pred.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, PRED_RGB, 1)
-        if np.count_nonzero(pred) <= (2 * r + 1) ** 2:
+        if np.count_nonzero(pred) <= (2 * _marker_radius(thick) + 1) ** 2:
             out[pred] = PRED_RGB
     top = 0
     if caption:
@@ -175,14 +166,25 @@ def feedback_overlay(image: np.ndarray, mask: np.ndarray | None, prompts: Sequen
         tint = np.array(FEEDBACK_MASK_RGB, dtype=np.float32)
         out[m] = (out[m] * (1 - alpha) + tint * alpha).astype(np.uint8)
     thick = max(1, round(max(h, w) / 300))
-    r = max(3, 2 * thick)
+    draw_prompts(out, prompts, thick, FEEDBACK_POS_RGB)
+    return out
+
+
+def draw_prompts(out: np.ndarray, prompts: Sequence[Mapping[str, Any]], thick: int, pos_rgb: tuple) -> None:
+    """Draw protocol prompt dicts onto ``out`` in place: boxes, positive points as circles of
+    ``pos_rgb``, negative points as tilted crosses."""
+    r = _marker_radius(thick)
     for p in prompts:
         box = p.get("bbox_2d")
         if box is not None:
             x1, y1, x2, y2 = (int(round(v)) for v in box)
             cv2.rectangle(out, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), BOX_RGB, thick)
         for x, y in p.get("positive_points") or ():
-            cv2.circle(out, (int(round(x)), int(round(y))), r, FEEDBACK_POS_RGB, thick)
+            cv2.circle(out, (int(round(x)), int(round(y))), r, pos_rgb, thick)
         for x, y in p.get("negative_points") or ():
             cv2.drawMarker(out, (int(round(x)), int(round(y))), NEG_RGB, cv2.MARKER_TILTED_CROSS, 3 * r, thick)
-    return out
+
+
+def _marker_radius(thick: int) -> int:
+    """The radius of a point marker drawn with lines ``thick`` pixels wide."""
+    return max(3, 2 * thick)
