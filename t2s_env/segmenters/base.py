@@ -11,7 +11,7 @@ embedding, :meth:`predict` decodes prompt sets against it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +38,40 @@ class MaskState:
 
     mask: np.ndarray = field(repr=False)
     instances: Mapping[tuple, InstanceState] = field(default_factory=dict, repr=False)
+
+
+def previous_logits(
+    prompt_sets: Sequence[PromptSet], previous: Sequence[MaskState | None] | None, fits: Callable[[torch.Tensor], bool]
+) -> dict[tuple[int, GeometricPrompt], torch.Tensor]:
+    """For SAM-style refinement: per (prompt set index, prompt), the previous turn's logits of
+    the instance with the same :func:`~t2s_env.prompt.anchor`, where ``fits`` accepts them."""
+    if previous is not None and len(previous) != len(prompt_sets):
+        raise ValueError(f"previous has {len(previous)} states for {len(prompt_sets)} prompt sets; give one (or None) per set")
+    inputs: dict[tuple[int, GeometricPrompt], torch.Tensor] = {}
+    for j, prompts in enumerate(prompt_sets):
+        prev = previous[j] if previous is not None else None
+        for p in prompts if prev is not None else ():
+            inst = prev.instances.get(anchor(p)) if not p.is_empty else None
+            if inst is not None and isinstance(inst.data, torch.Tensor) and fits(inst.data):
+                inputs[(j, p)] = inst.data
+    return inputs
+
+
+def states_from_instances(
+    prompt_sets: Sequence[PromptSet], masks: torch.Tensor, own: Mapping[tuple[int, GeometricPrompt], tuple[np.ndarray, Any]]
+) -> list[MaskState]:
+    """Each prompt set's :class:`MaskState` from its OR mask and each instance's own
+    ``(mask, data)`` (the first instance of an anchor wins)."""
+    states = []
+    for j, prompts in enumerate(prompt_sets):
+        instances: dict[tuple, InstanceState] = {}
+        for p in prompts:
+            a = anchor(p)
+            if not p.is_empty and a not in instances:
+                mask, data = own[(j, p)]
+                instances[a] = InstanceState(p, mask, data)
+        states.append(MaskState(masks[j].cpu().numpy(), instances))
+    return states
 
 
 class Segmenter:

@@ -45,8 +45,8 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..hashing import file_sha256
-from ..prompt import GeometricPrompt, anchor
-from .base import InstanceState, MaskState, PromptSet, Segmenter, empty_masks, instances_by_signature
+from ..prompt import GeometricPrompt
+from .base import MaskState, PromptSet, Segmenter, empty_masks, instances_by_signature, previous_logits, states_from_instances
 from .options import MAX_SEED, check_device, check_flag, check_int, check_real
 
 log = logging.getLogger(__name__)
@@ -313,28 +313,9 @@ class SAM2Segmenter(Segmenter):
         mask_input=...)`` takes the third value it returned: (1, S/4, S/4), clamped to ±32),
         ``multimask_output=False``. Each instance's state keeps its own logits in ``data``.
         With ``previous`` None (or no match) the masks are exactly :meth:`decode`'s."""
-        if previous is not None and len(previous) != len(prompt_sets):
-            raise ValueError(f"previous has {len(previous)} states for {len(prompt_sets)} prompt sets; give one (or None) per set")
-        inputs: dict[tuple[int, GeometricPrompt], torch.Tensor] = {}
-        for j, prompts in enumerate(prompt_sets):
-            prev = previous[j] if previous is not None else None
-            if prev is None:
-                continue
-            for p in prompts:
-                inst = prev.instances.get(anchor(p)) if not p.is_empty else None
-                if inst is not None and isinstance(inst.data, torch.Tensor) and tuple(inst.data.shape[-2:]) == self._low_res_hw:
-                    inputs[(j, p)] = inst.data
+        inputs = previous_logits(prompt_sets, previous, lambda t: tuple(t.shape[-2:]) == self._low_res_hw)
         masks, own = self._decode(embedding, prompt_sets, inputs, keep=True)
-        states = []
-        for j, prompts in enumerate(prompt_sets):
-            instances: dict[tuple, InstanceState] = {}
-            for p in prompts:
-                a = anchor(p)
-                if not p.is_empty and a not in instances:
-                    mask, logits = own[(j, p)]
-                    instances[a] = InstanceState(p, mask, logits)
-            states.append(MaskState(masks[j].cpu().numpy(), instances))
-        return masks, states
+        return masks, states_from_instances(prompt_sets, masks, own)
 
     @property
     def _low_res_hw(self) -> tuple[int, int]:

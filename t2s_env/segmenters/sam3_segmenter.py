@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..prompt import GeometricPrompt, anchor
-from .base import InstanceState, MaskState, PromptSet, Segmenter, empty_masks, instances_by_signature
+from ..prompt import GeometricPrompt
+from .base import MaskState, PromptSet, Segmenter, empty_masks, instances_by_signature, previous_logits, states_from_instances
 from .options import check_device, check_flag, check_int
 
 CHECKPOINT_ENV = "T2S_SAM3_CHECKPOINT"
@@ -149,25 +149,9 @@ class SAM3Segmenter(Segmenter):
         ``InstanceState.data``) as ``input_masks``, one instance per decoder call
         (transformers' tracker adds a mask embedding per image, not per object). With
         ``previous`` None (or no match) the masks are exactly :meth:`decode`'s."""
-        if previous is not None and len(previous) != len(prompt_sets):
-            raise ValueError(f"previous has {len(previous)} states for {len(prompt_sets)} prompt sets; give one (or None) per set")
-        inputs: dict[tuple[int, GeometricPrompt], torch.Tensor] = {}
-        for j, prompts in enumerate(prompt_sets):
-            prev = previous[j] if previous is not None else None
-            for p in prompts if prev is not None else ():
-                inst = prev.instances.get(anchor(p)) if not p.is_empty else None
-                if inst is not None and isinstance(inst.data, torch.Tensor) and inst.data.dim() == 3:
-                    inputs[(j, p)] = inst.data
+        inputs = previous_logits(prompt_sets, previous, lambda t: t.dim() == 3)
         masks, own = self._decode(embedding, prompt_sets, inputs, keep=True)
-        states = []
-        for j, prompts in enumerate(prompt_sets):
-            instances: dict[tuple, InstanceState] = {}
-            for p in prompts:
-                if not p.is_empty and anchor(p) not in instances:
-                    mask, logits = own[(j, p)]
-                    instances[anchor(p)] = InstanceState(p, mask, logits)
-            states.append(MaskState(masks[j].cpu().numpy(), instances))
-        return masks, states
+        return masks, states_from_instances(prompt_sets, masks, own)
 
     def _decode(self, embedding: SAM3Embedding, prompt_sets: Sequence[PromptSet], mask_inputs, keep: bool = False):
         h, w = embedding.orig_hw
