@@ -108,5 +108,9 @@ class EncodeCache(Segmenter):
     def decode(self, embedding: Any, prompt_sets: Sequence[Any]) -> Any:
         return self.inner.decode(embedding, prompt_sets)
 
+    def decode_with_state(self, embedding: Any, prompt_sets: Sequence[Any], previous: Any = None) -> Any:
+        # the inner segmenter's refinement (SAM2 mask_input, GrabCut re-seeding), not the base default
+        return self.inner.decode_with_state(embedding, prompt_sets, previous)
+
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()

@@ -340,3 +340,21 @@ def test_sam2_session_encodes_once(tiny, scene):
     assert encodes == [1]
     assert len(refines) == 3 and all(p[0] is not None for p in refines[1:])
     assert all(isinstance(inst.data, torch.Tensor) for p in refines[1:] for inst in p[0].instances.values())
+
+
+def test_the_service_encode_cache_refines_as_its_segmenter_does(scene):
+    # t2s serve and the verl/EasyR1 backend wrap their segmenter in EncodeCache: a refine turn
+    # through it must use the inner segmenter's refinement, not the base class's fresh decode.
+    from t2s_env.integrations.cache import EncodeCache
+
+    img, _ = scene
+    box = (20, 40, 140, 130)
+    turns = [[G(box=box)], [G(box=box, negative_points=((110, 100),))]]
+    seg = GrabCutSegmenter()
+    direct = episode(seg, img, turns)
+    cached = episode(EncodeCache(GrabCutSegmenter()), img, turns)
+    fresh = seg.decode(seg.encode(img), [turns[1]])[0].numpy()
+    assert not np.array_equal(direct[1].mask, fresh)  # the case tells refinement from a fresh decode
+    for a, b in zip(direct, cached):
+        assert np.array_equal(a.mask, b.mask)
+        assert set(a.instances) == set(b.instances)
